@@ -1,0 +1,4 @@
+from steinbock_like.cli.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Channel selection, normalisation and aggregation driven by a panel's group columns.
+
+Pure functions on arrays; the panel is a validated DataFrame from
+:func:`steinbock_like.io.panel.read_panel`.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from steinbock_like.errors import SteinbockLikeError
+
+NORMALIZATIONS = ("minmax", "zscore")
+
+
+def channel_groups(panel: pd.DataFrame, column: str) -> dict[float, list[int]]:
+    """Map each group label of ``column`` to the image channel indices it holds.
+
+    Only kept channels count; empty labels are ignored; groups come in
+    ascending label order. The indices refer to the image's channels (the
+    panel's rows), not to the kept subset.
+
+    Raises
+    ------
+    SteinbockLikeError
+        If the panel has no such column or it holds no labels.
+    """
+    if column not in panel.columns:
+        raise SteinbockLikeError(f"the panel has no '{column}' column to group channels by")
+    labels = panel[column].to_numpy(dtype=float)
+    keep = panel["keep"].to_numpy(dtype=bool) if "keep" in panel.columns else True
+    usable = np.isfinite(labels) & keep
+    if not usable.any():
+        raise SteinbockLikeError(
+            f"the panel's '{column}' column assigns no kept channel to a group"
+        )
+    return {
+        float(label): np.flatnonzero(usable & (labels == label)).tolist()
+        for label in np.unique(labels[usable])
+    }
+
+
+def normalize_channel(channel: np.ndarray, method: str | None) -> np.ndarray:
+    """Normalise one channel: ``minmax`` to 0..1, ``zscore`` to mean 0, sd 1, or ``None``.
+
+    Constant channels become all zeros rather than NaN.
+    """
+    channel = np.asarray(channel, dtype=np.float32)
+    if method is None:
+        return channel
+    if method == "minmax":
+        low, high = np.nanmin(channel), np.nanmax(channel)
+        span = high - low
+        return (channel - low) / span if span > 0 else np.zeros_like(channel)
+    if method == "zscore":
+        mean, std = np.nanmean(channel), np.nanstd(channel)
+        return (channel - mean) / std if std > 0 else np.zeros_like(channel)
+    raise ValueError(f"unknown normalisation {method!r}; expected one of {NORMALIZATIONS}")
+
+
+def aggregation_function(name: str) -> Callable[..., np.ndarray]:
+    """The numpy reduction named ``name`` (mean, median, sum, max, min, ...)."""
+    function = getattr(np, name, None)
+    if function is None or not callable(function):
+        raise SteinbockLikeError(f"'{name}' is not a numpy function to aggregate channels with")
+    return function
+
+
+def aggregate_groups(
+    image: np.ndarray,
+    groups: dict[float, list[int]],
+    *,
+    aggr: str = "mean",
+    normalize: str | None = None,
+) -> np.ndarray:
+    """Aggregate the channels of each group into one channel.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, Y, X)
+    groups : dict
+        Group label -> channel indices, as from :func:`channel_groups`.
+    aggr : str
+        Name of a numpy reduction applied over the group's channels.
+    normalize : {None, "minmax", "zscore"}
+        Per-channel normalisation before aggregation.
+
+    Returns
+    -------
+    ndarray of float32, shape (len(groups), Y, X)
+        One channel per group, in ascending label order.
+    """
+    function = aggregation_function(aggr)
+    out = np.empty((len(groups), *image.shape[1:]), dtype=np.float32)
+    for i, label in enumerate(sorted(groups)):
+        members = [normalize_channel(image[c], normalize) for c in groups[label]]
+        out[i] = function(np.stack(members), axis=0)
+    return out

@@ -1,0 +1,111 @@
+"""The root command group: global options, logging and error reporting."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from steinbock_like import __version__
+from steinbock_like.cli.options import AppContext
+from steinbock_like.errors import SteinbockLikeError
+
+logger = logging.getLogger("steinbock_like")
+
+HELP = """Segment multiplexed tissue images (IMC, CODEX, IF, IHC).
+
+Commands work on a directory with the conventional layout (panel.csv, img/,
+ilastik_img/, ilastik_probabilities/, masks/, ...), given by --data (the
+current directory by default, /data in the container). Every output is written
+atomically; rerun with --resume to continue an interrupted run.
+
+\b
+Typical workflows:
+  steinbock-like example imc demo                 # synthetic dataset to try things on
+  steinbock-like --data demo segment mesmer       # deep-learning segmentation
+  steinbock-like --data demo classify ilastik prepare   # pixel classification route
+"""
+
+
+@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    envvar="STEINBOCK_LIKE_DATA",
+    help="Data directory that relative paths are resolved against [env: STEINBOCK_LIKE_DATA].",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug messages).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+@click.version_option(__version__, prog_name="steinbock-like")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path, verbose: int, quiet: bool, debug: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 or debug else logging.INFO
+    _configure_logging(level)
+    ctx.obj = AppContext(data_dir=data_dir, debug=debug)
+
+
+def _configure_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger("steinbock_like")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.handlers[:] = [handler]
+    warnings_logger.propagate = False
+
+
+def _register_commands() -> None:
+    from steinbock_like.cli.check import check_cmd
+    from steinbock_like.cli.example import example_group
+    from steinbock_like.cli.repair import repair_cmd
+
+    cli.add_command(example_group)
+    cli.add_command(check_cmd)
+    cli.add_command(repair_cmd)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one line on stderr and a non-zero exit for user errors."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="steinbock-like", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except SteinbockLikeError as error:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; rerun with --resume to continue.", err=True)
+        sys.exit(130)
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        lines = str(error).strip().splitlines()
+        detail = f": {lines[0]}" if lines else ""
+        click.echo(
+            f"Error: unexpected {type(error).__name__}{detail} (rerun with --debug for details)",
+            err=True,
+        )
+        sys.exit(1)

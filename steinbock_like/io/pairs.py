@@ -1,0 +1,38 @@
+"""Matching files across directories by image name (images <-> masks, ...)."""
+
+from pathlib import Path
+
+from steinbock_like.errors import InputError
+from steinbock_like.io.images import image_name, list_images
+
+
+def match_by_name(
+    first_dir: str | Path, second_dir: str | Path, *, suffixes=(".tiff", ".tif")
+) -> list[tuple[str, Path, Path]]:
+    """Pair the files of two directories by image name.
+
+    Returns
+    -------
+    list of (name, first_path, second_path), sorted by name.
+
+    Raises
+    ------
+    InputError
+        Naming the first unpaired file, when either directory has a file the
+        other lacks.
+    """
+    first = {image_name(p): p for p in list_images(first_dir) if p.suffix in suffixes}
+    second = {image_name(p): p for p in list_images(second_dir) if p.suffix in suffixes}
+    only_first = sorted(set(first) - set(second))
+    only_second = sorted(set(second) - set(first))
+    if only_first:
+        raise InputError(
+            first[only_first[0]],
+            f"no matching file in {second_dir} ({len(only_first)} unmatched in all)",
+        )
+    if only_second:
+        raise InputError(
+            second[only_second[0]],
+            f"no matching file in {first_dir} ({len(only_second)} unmatched in all)",
+        )
+    return [(name, first[name], second[name]) for name in sorted(first)]

@@ -1,0 +1,47 @@
+"""CSV tables: object data (indexed by ``Object``), neighbors, per-image metrics."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from steinbock_like.errors import InputError
+from steinbock_like.io.atomic import atomic_path
+
+NEIGHBOR_COLUMNS = ("Object", "Neighbor", "Distance")
+
+
+def read_table(path: str | Path, *, index: str | None = "Object") -> pd.DataFrame:
+    """Read a CSV table, indexed by ``index`` (``Object`` for object data)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        table = pd.read_csv(path)
+    except Exception as error:
+        raise InputError(path, f"not a readable CSV file ({type(error).__name__})") from error
+    if index is not None:
+        if index not in table.columns:
+            raise InputError(path, f"no '{index}' column")
+        table = table.set_index(index)
+    return table
+
+
+def write_table(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a table (with its index) atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp)
+
+
+def read_neighbors(path: str | Path) -> pd.DataFrame:
+    """Read a neighbors CSV (``Object``, ``Neighbor``, ``Distance``)."""
+    table = read_table(path, index=None)
+    missing = [c for c in NEIGHBOR_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(path, f"neighbors table lacks column(s) {', '.join(missing)}")
+    return table
+
+
+def write_neighbors(path: str | Path, neighbors: pd.DataFrame) -> None:
+    """Write a neighbors table (no index column) atomically."""
+    with atomic_path(path) as tmp:
+        neighbors.loc[:, list(NEIGHBOR_COLUMNS)].to_csv(tmp, index=False)

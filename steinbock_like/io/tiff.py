@@ -1,0 +1,79 @@
+"""Low-level TIFF access shared by the image, mask and probability readers."""
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from steinbock_like.errors import InputError
+from steinbock_like.io.atomic import atomic_path
+
+
+def read_tiff(path: str | Path) -> np.ndarray:
+    """Read a TIFF (or OME-TIFF) into memory, with one-line errors.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not a TIFF, truncated or uses a compression
+        that cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            array = series.asarray()
+            axes = series.axes
+    except Exception as error:  # tifffile raises many types for broken files
+        raise InputError(path, f"unreadable or truncated TIFF ({_describe(error)})") from error
+    return _drop_singleton_axes(array, axes)
+
+
+def tiff_shape(path: str | Path) -> tuple[int, ...]:
+    """Return the array shape of a TIFF without reading its pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes = series.shape, series.axes
+    except Exception as error:
+        raise InputError(path, f"unreadable TIFF ({_describe(error)})") from error
+    return tuple(n for n, axis in zip(shape, axes, strict=True) if n > 1 or axis in "YXS")
+
+
+def write_tiff(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    compression: str | None = "zlib",
+    samples_last: bool = False,
+) -> None:
+    """Write ``array`` as a (compressed) TIFF, atomically.
+
+    With ``samples_last`` the last axis is stored as samples per pixel (YXC,
+    as ilastik exports probabilities: RGB for three classes).
+    """
+    if samples_last:
+        photometric = "rgb" if array.shape[-1] == 3 else "minisblack"
+        options = {"photometric": photometric, "planarconfig": "contig"}
+    else:
+        options = {"photometric": "minisblack"}
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, array, compression=compression, **options)
+
+
+def _drop_singleton_axes(array: np.ndarray, axes: str) -> np.ndarray:
+    # OME-TIFF series come as TCZYX or similar; steinbock data is CYX/YX(S), so
+    # drop singleton T/Z/C axes but keep Y, X and samples even if they are 1 long.
+    keep = [i for i, axis in enumerate(axes) if axis in "YXS" or array.shape[i] > 1]
+    squeezed = array.reshape([array.shape[i] for i in keep])
+    return squeezed
+
+
+def _describe(error: Exception) -> str:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

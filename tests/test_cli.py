@@ -1,0 +1,105 @@
+"""The command line as a user runs it: help, one-line errors, exit codes."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from steinbock_like.cli.main import cli, main
+from steinbock_like.io.images import write_image
+from steinbock_like.io.masks import write_mask
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+def run_ok(capsys, *args):
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        assert exit_.code == 0, capsys.readouterr().err
+    return capsys.readouterr()
+
+
+def all_commands(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from all_commands(command, (*path, name))
+
+
+def test_every_group_and_command_has_help_with_defaults(capsys):
+    out = run_ok(capsys, "--help").out
+    assert "Segment multiplexed tissue images" in out and "--data" in out
+    commands = list(all_commands(cli))
+    assert ("example", "imc") in [path for path, _ in commands]
+    for path, command in commands:
+        text = run_ok(capsys, *path, "--help").out
+        assert command.help and len(text.splitlines()) > 3, path
+        for param in command.params:
+            if getattr(param, "show_default", False):
+                assert f"[default: {param.default}" in " ".join(text.split()), (path, param.name)
+
+
+def test_python_dash_m_and_version():
+    result = subprocess.run(
+        [sys.executable, "-m", "steinbock_like", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "steinbock-like, version" in result.stdout
+
+
+def make_dataset(root, *, channels=3, mask_shape=(8, 9), extra_mask=False):
+    (root / "panel.csv").write_text("channel,name\nA,a\nB,b\nC,c\n")
+    write_image(root / "img" / "x.tiff", np.zeros((channels, 8, 9), np.float32))
+    write_mask(root / "masks" / "x.tiff", np.zeros(mask_shape, np.uint16))
+    if extra_mask:
+        write_mask(root / "masks" / "y.tiff", np.zeros(mask_shape, np.uint16))
+
+
+def test_check_accepts_a_consistent_dataset(tmp_path, capsys):
+    make_dataset(tmp_path)
+    err = run_ok(capsys, "--data", str(tmp_path), "check", "--masks", "masks").err
+    assert "1 images consistent" in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"channels": 4}, "img/x.tiff: image has 4 channels but the panel lists 3"),
+        ({"mask_shape": (9, 8)}, "masks/x.tiff: mask shape (9, 8) does not match image shape (8, 9)"),
+        ({"extra_mask": True}, "masks/y.tiff: no matching file in"),
+    ],
+)
+def test_check_reports_one_line_per_problem_without_traceback(tmp_path, capsys, kwargs, expected):
+    make_dataset(tmp_path, **kwargs)
+    code, _, err = run_cli(capsys, "--data", str(tmp_path), "check", "--masks", "masks")
+    assert code == 1
+    assert expected in err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "Error: 1 problem(s) found"
+
+
+def test_truncated_image_is_named(tmp_path, capsys):
+    make_dataset(tmp_path)
+    path = tmp_path / "img" / "x.tiff"
+    path.write_bytes(path.read_bytes()[:20])
+    code, _, err = run_cli(capsys, "--data", str(tmp_path), "check")
+    assert code == 1 and f"{path}: unreadable" in err and "Traceback" not in err
+
+
+def test_missing_panel_is_one_line_and_debug_shows_traceback(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "--data", str(tmp_path), "check")
+    assert code == 1
+    assert err.strip() == f"Error: {tmp_path / 'panel.csv'}: panel file not found"
+    code, _, err = run_cli(capsys, "--debug", "--data", str(tmp_path), "check")
+    assert code == 1 and "Traceback" in err
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    code, _, err = run_cli(capsys, "check", "--no-such-option")
+    assert code == 2 and "No such option" in err

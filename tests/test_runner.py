@@ -1,0 +1,140 @@
+"""The shared batch runner: workers, failures, overwrite/resume, run metadata."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from steinbock_like.errors import InputError, OutputExistsError, SteinbockLikeError
+from steinbock_like.io.images import read_image, write_image
+from steinbock_like.io.masks import write_mask
+from steinbock_like.runner import Job, LocalExecutor, remove_stale_temp_files, run_batch
+
+
+class ThresholdTask:
+    """A tiny real task: mask = pixels above a threshold; records its worker's pid."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.setup_pid = None
+
+    def setup(self):
+        self.setup_pid = os.getpid()
+
+    def versions(self):
+        return {"threshold-task": "1"}
+
+    def __call__(self, job):
+        image = read_image(job.inputs["image"])
+        mask = (image[0] > self.threshold).astype(np.uint16)
+        write_mask(job.outputs["mask"], mask)
+        return {"foreground": int(mask.sum()), "pid": os.getpid(), "setup_pid": self.setup_pid}
+
+
+def make_jobs(tmp_path, n=4, broken=()):
+    img, out = tmp_path / "img", tmp_path / "masks"
+    img.mkdir(exist_ok=True)
+    jobs = []
+    for i in range(n):
+        path = img / f"im{i}.tiff"
+        if i in broken:
+            path.write_bytes(b"II*\x00 truncated")
+        else:
+            write_image(path, np.full((1, 4, 5), i, np.float32))
+        jobs.append(Job(f"im{i}", {"image": path}, {"mask": out / f"im{i}.tiff"}))
+    return jobs
+
+
+def run(task, jobs, **kwargs):
+    kwargs.setdefault("progress", False)
+    return run_batch(task, jobs, command="test threshold", parameters={"t": 1.5}, **kwargs)
+
+
+def test_jobs_run_and_metadata_is_written(tmp_path):
+    jobs = make_jobs(tmp_path)
+    summary = run(ThresholdTask(1.5), jobs)
+    assert [r.status for r in summary.results] == ["ok"] * 4
+    assert [r.info["foreground"] for r in summary.results] == [0, 0, 20, 20]
+    metadata = json.loads((tmp_path / "masks" / "run_metadata.json").read_text())
+    assert metadata["command"] == "steinbock-like test threshold"
+    assert metadata["parameters"] == {"t": 1.5}
+    assert metadata["versions"]["threshold-task"] == "1" and "numpy" in metadata["versions"]
+    assert metadata["summary"] == {"ok": 4, "skipped": 0, "failed": 0}
+    assert metadata["images"]["im2"]["status"] == "ok"
+    assert metadata["images"]["im2"]["inputs"]["image"].endswith("img/im2.tiff")
+    assert metadata["images"]["im2"]["seconds"] >= 0
+
+
+def test_two_workers_use_processes_with_one_setup_each(tmp_path):
+    jobs = make_jobs(tmp_path, n=6)
+    summary = run(ThresholdTask(0.5), jobs, executor=LocalExecutor(2))
+    pids = {r.info["pid"] for r in summary.results}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert all(r.info["setup_pid"] == r.info["pid"] for r in summary.results)
+    assert [r.name for r in summary.results] == [j.name for j in jobs]  # job order kept
+
+
+def test_one_failing_image_does_not_stop_the_others(tmp_path):
+    jobs = make_jobs(tmp_path, broken={1})
+    summary = run(ThresholdTask(0.5), jobs, executor=LocalExecutor(2))
+    assert [r.status for r in summary.results] == ["ok", "failed", "ok", "ok"]
+    failed = summary.failed[0]
+    assert failed.error.startswith(str(jobs[1].inputs["image"]) + ": unreadable or truncated TIFF")
+    assert not jobs[1].outputs["mask"].exists()  # no output for the broken image
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [
+        "im0.tiff",
+        "im2.tiff",
+        "im3.tiff",
+        "run_metadata.json",
+    ]
+    assert summary.line() == "3 done, 1 failed"
+
+
+def test_existing_outputs_are_refused_then_overwritten(tmp_path):
+    jobs = make_jobs(tmp_path)
+    run(ThresholdTask(1.5), jobs)
+    with pytest.raises(OutputExistsError) as info:
+        run(ThresholdTask(0.5), jobs)
+    assert "4 output file(s) exist already" in str(info.value)
+    assert "--overwrite" in str(info.value) and "--resume" in str(info.value)
+    summary = run(ThresholdTask(0.5), jobs, overwrite=True)
+    assert [r.info["foreground"] for r in summary.results] == [0, 20, 20, 20]
+    with pytest.raises(SteinbockLikeError, match="exclude each other"):
+        run(ThresholdTask(0.5), jobs, overwrite=True, resume=True)
+
+
+def test_resume_skips_readable_outputs_and_redoes_broken_ones(tmp_path):
+    jobs = make_jobs(tmp_path)
+    run(ThresholdTask(1.5), jobs[:2])
+    jobs[1].outputs["mask"].write_bytes(b"II*\x00 half-written")  # e.g. copied by hand, cut off
+    summary = run(ThresholdTask(1.5), jobs, resume=True)
+    assert [r.status for r in summary.results] == ["skipped", "ok", "ok", "ok"]
+    metadata = json.loads((tmp_path / "masks" / "run_metadata.json").read_text())
+    assert metadata["images"]["im0"]["status"] == "skipped"
+    assert metadata["images"]["im0"]["previous_status"] == "ok"
+    assert metadata["summary"] == {"ok": 3, "skipped": 1, "failed": 0}
+
+
+def test_stale_temp_files_of_an_interrupted_run_are_removed(tmp_path):
+    jobs = make_jobs(tmp_path, n=1)
+    out = tmp_path / "masks"
+    out.mkdir()
+    (out / ".tmp-im0-abc.tiff").write_bytes(b"partial")
+    run(ThresholdTask(0.5), jobs)
+    assert not (out / ".tmp-im0-abc.tiff").exists()
+    assert remove_stale_temp_files(out) == []
+
+
+def test_worker_count_is_validated():
+    with pytest.raises(SteinbockLikeError, match="at least 1"):
+        LocalExecutor(0)
+
+
+def test_input_error_message_is_kept_verbatim(tmp_path):
+    def task(job):
+        raise InputError(job.inputs["image"], "bad things")
+
+    jobs = make_jobs(tmp_path, n=1)
+    summary = run(task, jobs)
+    assert summary.failed[0].error == f"{jobs[0].inputs['image']}: bad things"
