@@ -43,7 +43,10 @@ def test_every_group_and_command_has_help_with_defaults(capsys):
         assert command.help and len(text.splitlines()) > 3, path
         for param in command.params:
             if getattr(param, "show_default", False):
-                assert f"[default: {param.default}" in " ".join(text.split()), (path, param.name)
+                shown = param.default
+                if getattr(param, "secondary_opts", None):  # --x/--no-x flags show the name
+                    shown = (param.opts if param.default else param.secondary_opts)[0].lstrip("-")
+                assert f"[default: {shown}" in " ".join(text.split()), (path, param.name)
 
 
 def test_python_dash_m_and_version():
