@@ -74,7 +74,10 @@ def test_check_accepts_a_consistent_dataset(tmp_path, capsys):
     ("kwargs", "expected"),
     [
         ({"channels": 4}, "img/x.tiff: image has 4 channels but the panel lists 3"),
-        ({"mask_shape": (9, 8)}, "masks/x.tiff: mask shape (9, 8) does not match image shape (8, 9)"),
+        (
+            {"mask_shape": (9, 8)},
+            "masks/x.tiff: mask shape (9, 8) does not match image shape (8, 9)",
+        ),
         ({"extra_mask": True}, "masks/y.tiff: no matching file in"),
     ],
 )
@@ -106,3 +109,29 @@ def test_missing_panel_is_one_line_and_debug_shows_traceback(tmp_path, capsys):
 def test_unknown_option_is_a_usage_error(capsys):
     code, _, err = run_cli(capsys, "check", "--no-such-option")
     assert code == 2 and "No such option" in err
+
+
+def test_example_imc_writes_a_valid_dataset_and_resumes(tmp_path, capsys):
+    from steinbock_like import example
+    from steinbock_like.cli import example as example_cli
+    from steinbock_like.io.images import read_image
+    from steinbock_like.io.masks import read_mask
+    from steinbock_like.io.panel import read_panel
+
+    assert (example_cli.MIN_CHANNELS, example_cli.MAX_CHANNELS) == (
+        example.MIN_CHANNELS,
+        example.MAX_CHANNELS,
+    )
+    args = ["--data", str(tmp_path), "example", "imc", "demo", "--size", "64", "--channels", "5"]
+    run_ok(capsys, *args, "--images", "2", "--workers", "2")
+    panel = read_panel(tmp_path / "demo" / "panel.csv")
+    image = read_image(tmp_path / "demo" / "img" / "example_002.tiff", num_channels=len(panel))
+    cells = read_mask(tmp_path / "demo" / "masks_truth" / "example_002.tiff", shape=(64, 64))
+    assert image.shape == (5, 64, 64) and cells.max() > 5
+    code, _, err = run_cli(capsys, *args, "--images", "2")
+    assert code == 1 and "panel.csv exists already" in err
+    run_ok(capsys, *args, "--images", "3", "--resume")
+    assert (tmp_path / "demo" / "masks_truth_nuclei" / "example_003.tiff").exists()
+    assert np.array_equal(  # resumed images are untouched, the dataset stays deterministic
+        read_image(tmp_path / "demo" / "img" / "example_002.tiff"), image
+    )

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import click
 
-from steinbock_like.cli.options import AppContext, pass_app
+from steinbock_like import layout
+from steinbock_like.cli.options import AppContext, pass_app, run_jobs, runner_options
+from steinbock_like.errors import OutputExistsError
 
 logger = logging.getLogger("steinbock_like")
+
+# Kept in step with steinbock_like.example (tested); not imported so that --help stays fast.
+MIN_CHANNELS, MAX_CHANNELS = 3, 45
 
 
 @click.group(name="example", help="Write example datasets in the standard layout.")
@@ -19,14 +24,15 @@ def example_group() -> None:
 
 @example_group.command(
     name="imc",
-    help="""Write a synthetic imaging-mass-cytometry dataset into DIR.
+    help="""Write a synthetic imaging-mass-cytometry dataset into DIRECTORY.
 
-    DIR receives panel.csv (with ilastik, deepcell and cellpose channel groups),
-    img/*.tiff (float32 CYX: nuclear, membrane and cytoplasmic markers over
-    touching cells, background, empty regions and Poisson noise) and the ground
-    truth masks_truth/ (cells) and masks_truth_nuclei/ (nuclei, same IDs).
-    Channels are written one at a time, so large images fit in little memory.
-    A relative DIR is resolved against --data.
+    DIRECTORY receives panel.csv (with ilastik, deepcell and cellpose channel
+    groups), img/example_NNN.tiff (float32 CYX: nuclear, membrane and
+    cytoplasmic markers over touching cells of several types, background,
+    empty regions and Poisson noise) and the ground truth masks_truth/ (cells)
+    and masks_truth_nuclei/ (nuclei, with their cell's ID). Channels are
+    written one at a time, so large images need little memory (about 1 GB at
+    5000 x 5000). A relative DIRECTORY is resolved against --data.
     """,
 )
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
@@ -42,10 +48,10 @@ def example_group() -> None:
 )
 @click.option(
     "--channels",
-    type=click.IntRange(min=3),
+    type=click.IntRange(MIN_CHANNELS, MAX_CHANNELS),
     default=10,
     show_default=True,
-    help="Number of channels (markers).",
+    help="Number of channels (markers); at least one nuclear and one membrane marker.",
 )
 @click.option(
     "--seed",
@@ -54,12 +60,51 @@ def example_group() -> None:
     show_default=True,
     help="Random seed; the same seed gives the same dataset.",
 )
+@runner_options
 @pass_app
 def example_imc_cmd(
-    app: AppContext, directory: Path, images: int, size: int, channels: int, seed: int
+    app: AppContext,
+    directory: Path,
+    images: int,
+    size: int,
+    channels: int,
+    seed: int,
+    workers: int,
+    overwrite: bool,
+    resume: bool,
 ) -> None:
-    from steinbock_like.example import write_example_imc
+    from steinbock_like.example import example_image_names, example_panel, select_markers
+    from steinbock_like.io.panel import write_panel
+    from steinbock_like.runner import Job
+    from steinbock_like.tasks.example import ExampleImageTask
 
-    out_dir = app.path(directory)
-    summary = write_example_imc(out_dir, images=images, size=size, channels=channels, seed=seed)
-    logger.info("wrote %s", summary)
+    root = app.path(directory)
+    panel_path = root / layout.PANEL
+    if panel_path.exists() and not (overwrite or resume):
+        raise OutputExistsError(
+            f"{panel_path} exists already: use --overwrite to replace the dataset "
+            "or --resume to complete it"
+        )
+    write_panel(panel_path, example_panel(select_markers(channels)))
+    jobs = [
+        Job(
+            name,
+            outputs={
+                "image": root / layout.IMG / f"{name}.tiff",
+                "cells": root / layout.MASKS_TRUTH / f"{name}{layout.MASK_SUFFIX}",
+                "nuclei": root / layout.MASKS_TRUTH_NUCLEI / f"{name}{layout.MASK_SUFFIX}",
+            },
+            params={"index": index},
+        )
+        for index, name in enumerate(example_image_names(images))
+    ]
+    run_jobs(
+        ExampleImageTask(root, size, channels, seed),
+        jobs,
+        command="example imc",
+        parameters={"images": images, "size": size, "channels": channels, "seed": seed},
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    logger.info("example imc: %d images of %d x %d x %d in %s", images, channels, size, size, root)
