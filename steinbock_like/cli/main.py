@@ -66,10 +66,12 @@ def _configure_logging(level: int) -> None:
 
 def _register_commands() -> None:
     from steinbock_like.cli.check import check_cmd
+    from steinbock_like.cli.classify import classify_group
     from steinbock_like.cli.example import example_group
     from steinbock_like.cli.repair import repair_cmd
 
     cli.add_command(example_group)
+    cli.add_command(classify_group)
     cli.add_command(check_cmd)
     cli.add_command(repair_cmd)
 

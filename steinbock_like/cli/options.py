@@ -92,9 +92,13 @@ def run_jobs(
     workers: int,
     overwrite: bool,
     resume: bool,
+    executor=None,
     **kwargs: Any,
 ) -> BatchSummary:
-    """Run a batch with the shared runner and report it; fail if any image failed."""
+    """Run a batch with the shared runner and report it; fail if any image failed.
+
+    ``executor`` defaults to a :class:`LocalExecutor` with ``workers`` processes.
+    """
     if not jobs:
         raise SteinbockLikeError(f"{command}: no input images found")
     summary = run_batch(
@@ -104,7 +108,7 @@ def run_jobs(
         parameters=parameters,
         overwrite=overwrite,
         resume=resume,
-        executor=LocalExecutor(workers),
+        executor=executor or LocalExecutor(workers),
         **kwargs,
     )
     logger.info("%s: %s", command, summary.line())

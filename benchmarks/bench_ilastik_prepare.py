@@ -1,0 +1,150 @@
+"""Benchmark ``classify ilastik prepare``: ours (2 worker processes) vs steinbock 0.16.5.
+
+Makes N synthetic float32 TIFF images (default 8 x 40 channels x 1000 x 1000 px) and a
+panel with three ilastik groups, runs steinbock's own CLI (installed in its own venv:
+``python3.11 -m venv /tmp/steinbock-venv && /tmp/steinbock-venv/bin/pip install
+steinbock==0.16.5 readimc napari``) and our per-image jobs side by side, and reports
+wall time, peak memory (max RSS of the process tree, from ``getrusage``) and whether the
+``ilastik_img`` outputs and crop names are equal.
+
+    python benchmarks/bench_ilastik_prepare.py [--images 8] [--size 1000] [--channels 40]
+        [--workers 2] [--steinbock /tmp/steinbock-venv/bin/steinbock] [--workdir DIR]
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import tifffile
+
+CODE = """
+import json, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from steinbock_like.classify.ilastik.prepare import crop_plan, write_prepared_image
+from steinbock_like.io.images import list_images, image_name
+from steinbock_like.io.panel import read_panel
+
+def job(args):
+    image, position = args
+    return write_prepared_image(image, read_panel("panel.csv"), "ilastik_img", "ilastik_crops",
+                                position, cropsize=CROPSIZE, scale=2)
+
+CROPSIZE = int(sys.argv[1]); workers = int(sys.argv[2])
+images = list_images("img")
+plan = crop_plan(images, scale=2, cropsize=CROPSIZE, seed=123)
+with ProcessPoolExecutor(workers) as pool:
+    list(pool.map(job, [(p, plan[image_name(p)]) for p in images]))
+"""
+
+
+def make_data(directory: Path, images: int, size: int, channels: int) -> None:
+    (directory / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(images):
+        image = rng.gamma(1.0, 5.0, size=(channels, size, size)).astype(np.float32)
+        tifffile.imwrite(directory / "img" / f"image_{index:02d}.tiff", image)
+    rows = ["channel,name,keep,ilastik"]
+    for c in range(channels):
+        group = "" if c % 4 == 3 else str(c % 4 + 1)
+        rows.append(f"ch{c},name{c},1,{group}")
+    (directory / "panel.csv").write_text("\n".join(rows) + "\n")
+
+
+WRAPPER = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, capture_output=True)
+wall = time.perf_counter() - start
+print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def timed(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of the largest process of a command's tree.
+
+    A fresh wrapper process runs the command, so each measurement sees only its own
+    descendants (``RUSAGE_CHILDREN`` keeps the maximum over every waited-for child).
+    """
+    output = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.split()
+    return float(output[0]), int(output[1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--channels", type=int, default=40)
+    parser.add_argument("--cropsize", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steinbock", default="/tmp/steinbock-venv/bin/steinbock")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-ilastik-"))
+    data = root / "data"
+    if not data.exists():
+        make_data(data, args.images, args.size, args.channels)
+    ours_dir, theirs_dir = root / "ours", root / "steinbock"
+    results = {}
+    for directory in (theirs_dir, ours_dir):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        (directory / "img").symlink_to(data / "img")
+        shutil.copy(data / "panel.csv", directory)
+    if Path(args.steinbock).is_file():
+        results["steinbock"] = timed(
+            [
+                args.steinbock,
+                "classify",
+                "ilastik",
+                "prepare",
+                "--cropsize",
+                str(args.cropsize),
+                "--seed",
+                "123",
+            ],
+            theirs_dir,
+        )
+    # each child gets its own getrusage entry only after exit; run ours in a fresh process
+    results["ours"] = timed(
+        [sys.executable, "-c", CODE, str(args.cropsize), str(args.workers)], ours_dir
+    )
+
+    report = {
+        k: {"wall_s": round(v[0], 2), "peak_rss_mib": round(v[1])} for k, v in results.items()
+    }
+    if "steinbock" in results:
+        report["wall_ratio_ours_over_steinbock"] = round(
+            results["ours"][0] / results["steinbock"][0], 3
+        )
+        worst, equal = 0.0, True
+        for theirs_file in sorted((theirs_dir / "ilastik_img").glob("*.h5")):
+            with (
+                h5py.File(theirs_file) as a,
+                h5py.File(ours_dir / "ilastik_img" / theirs_file.name) as b,
+            ):
+                x, y = a["img"][()], b["img"][()]
+                equal &= x.shape == y.shape and np.array_equal(x, y)
+                if x.shape == y.shape:
+                    worst = max(worst, float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-30))))
+        report["ilastik_img_equal"] = bool(equal)
+        report["ilastik_img_max_rel_diff"] = worst
+        report["crop_names_equal"] = sorted(
+            p.name for p in (theirs_dir / "ilastik_crops").iterdir()
+        ) == sorted(p.name for p in (ours_dir / "ilastik_crops").iterdir())
+    else:
+        report["steinbock"] = f"not found at {args.steinbock}"
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

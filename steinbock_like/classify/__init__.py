@@ -1,0 +1,1 @@
+"""Pixel classification: turning multichannel images into class probabilities."""

@@ -1,0 +1,1 @@
+"""ilastik pixel classification: data preparation, project files and a native backend."""
