@@ -65,6 +65,7 @@ def _configure_logging(level: int) -> None:
 
 
 def _register_commands() -> None:
+    from steinbock_like.cli.apps import apps_group
     from steinbock_like.cli.check import check_cmd
     from steinbock_like.cli.classify import classify_group
     from steinbock_like.cli.example import example_group
@@ -74,6 +75,7 @@ def _register_commands() -> None:
     cli.add_command(classify_group)
     cli.add_command(check_cmd)
     cli.add_command(repair_cmd)
+    cli.add_command(apps_group)
 
 
 _register_commands()
@@ -84,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="steinbock-like", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        status = cli.main(args=args, prog_name="steinbock-like", standalone_mode=False)
+        sys.exit(status if isinstance(status, int) else 0)
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     except click.Abort:
