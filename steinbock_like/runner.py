@@ -28,7 +28,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from steinbock_like.errors import OutputExistsError, SteinbockLikeError
+from steinbock_like.errors import MissingToolError, OutputExistsError, SteinbockLikeError
 from steinbock_like.io.atomic import TEMP_PREFIX, write_text_atomic
 from steinbock_like.layout import RUN_METADATA
 
@@ -133,6 +133,39 @@ class LocalExecutor:
                 for future in futures:
                     future.cancel()
                 raise
+
+
+@dataclass
+class ExternalToolExecutor:
+    """Runs every job in one call of an external program whose start-up is slow
+    (ilastik, CellProfiler), then reports each job by whether its outputs exist.
+
+    ``run_all(jobs)`` runs the tool; a :class:`SteinbockLikeError` it raises
+    fails the jobs without outputs (with its message), except
+    :class:`MissingToolError`, which stops the command.
+    """
+
+    run_all: Callable[[Sequence[Job]], Any]
+    tool: str
+
+    def run(self, task: Callable, jobs: Sequence[Job]) -> Iterator[JobResult]:
+        if not jobs:
+            return
+        start = time.perf_counter()
+        error = None
+        try:
+            self.run_all(jobs)
+        except MissingToolError:
+            raise
+        except SteinbockLikeError as failure:
+            error = str(failure)
+        seconds = (time.perf_counter() - start) / len(jobs)
+        for job in jobs:
+            if all(path.is_file() for path in job.outputs.values()):
+                yield JobResult(job.name, "ok", seconds, info={"backend": self.tool})
+            else:
+                message = error or f"{self.tool} wrote no output for this image"
+                yield JobResult(job.name, "failed", seconds, error=message)
 
 
 _worker_task: Callable | None = None

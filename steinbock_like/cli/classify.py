@@ -334,7 +334,7 @@ def run_cmd(
     from steinbock_like.errors import MissingToolError
     from steinbock_like.io.ilastik import list_ilastik_files
     from steinbock_like.io.images import image_name
-    from steinbock_like.tasks.ilastik import IlastikExecutor, NativeClassifyTask
+    from steinbock_like.tasks.ilastik import NativeClassifyTask, ilastik_executor
 
     project_path = app.path(project_file)
     if not project_path.is_file():
@@ -359,7 +359,7 @@ def run_cmd(
     if backend == "ilastik":
         if retrain:
             raise SteinbockLikeError("--retrain needs --backend native")
-        executor = IlastikExecutor(project_path, ilastik_binary, threads, memory_mb)
+        executor = ilastik_executor(project_path, ilastik_binary, threads, memory_mb)
         binary = find_ilastik_binary(ilastik_binary)
         run_jobs(
             None,

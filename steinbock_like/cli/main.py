@@ -70,12 +70,14 @@ def _register_commands() -> None:
     from steinbock_like.cli.classify import classify_group
     from steinbock_like.cli.example import example_group
     from steinbock_like.cli.repair import repair_cmd
+    from steinbock_like.cli.segment import segment_group
 
     cli.add_command(example_group)
     cli.add_command(classify_group)
     cli.add_command(check_cmd)
     cli.add_command(repair_cmd)
     cli.add_command(apps_group)
+    cli.add_command(segment_group)
 
 
 _register_commands()

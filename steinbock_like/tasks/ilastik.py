@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from steinbock_like.errors import MissingToolError, SteinbockLikeError
-from steinbock_like.runner import Job, JobResult
+from steinbock_like.errors import SteinbockLikeError
+from steinbock_like.runner import ExternalToolExecutor, Job
 
 
 @dataclass
@@ -69,43 +68,20 @@ class NativeClassifyTask:
         return {"backend": "native"}
 
 
-@dataclass
-class IlastikExecutor:
-    """Runs a whole batch in one headless ilastik process (its start-up takes many seconds).
+def ilastik_executor(
+    project: Path, binary: str | None, threads: int | None, memory_mb: int | None
+) -> ExternalToolExecutor:
+    """One headless ilastik process for the whole batch (its start-up takes many seconds)."""
+    from steinbock_like.classify.ilastik.binary import run_ilastik
 
-    Plugs into the shared runner as an executor, so overwrite/resume and the run
-    metadata work as for every other command.
-    """
+    def run_all(jobs: Sequence[Job]) -> None:
+        run_ilastik(
+            project,
+            [job.inputs["image"] for job in jobs],
+            jobs[0].outputs["probabilities"].parent,
+            binary=binary,
+            threads=threads,
+            memory_mb=memory_mb,
+        )
 
-    project: Path
-    binary: str | None = None
-    threads: int | None = None
-    memory_mb: int | None = None
-
-    def run(self, task, jobs: Sequence[Job]) -> Iterator[JobResult]:
-        from steinbock_like.classify.ilastik.binary import run_ilastik
-
-        if not jobs:
-            return
-        start = time.perf_counter()
-        output_dir = jobs[0].outputs["probabilities"].parent
-        try:
-            run_ilastik(
-                self.project,
-                [job.inputs["image"] for job in jobs],
-                output_dir,
-                binary=self.binary,
-                threads=self.threads,
-                memory_mb=self.memory_mb,
-            )
-            error = None
-        except MissingToolError:
-            raise
-        except SteinbockLikeError as failure:
-            error = str(failure)
-        seconds = (time.perf_counter() - start) / len(jobs)
-        for job in jobs:
-            if job.outputs["probabilities"].is_file():
-                yield JobResult(job.name, "ok", seconds, info={"backend": "ilastik"})
-            else:
-                yield JobResult(job.name, "failed", seconds, error=error or "no output written")
+    return ExternalToolExecutor(run_all, "ilastik")

@@ -1,0 +1,194 @@
+"""Run the real CellProfiler headless on probability images, in its own interpreter.
+
+CellProfiler 4.2 needs Python 3.9 and old numpy, so it lives in a separate virtual
+environment (``scripts/install_cellprofiler.sh``) and is run as a subprocess::
+
+    PYTHON -m cellprofiler -c -r -p PIPELINE -i INPUT_DIR -o OUTPUT_DIR
+
+on a temporary input folder holding links to (or copies of) the probability images. The
+masks CellProfiler saves are then moved atomically to ``OUTPUT/{image}.tiff``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from steinbock_like.errors import MissingToolError, SteinbockLikeError
+from steinbock_like.io.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+
+CELLPROFILER_PYTHON_ENV = "CELLPROFILER_PYTHON"
+DEFAULT_CELLPROFILER_PYTHON = "/opt/cellprofiler-venv/bin/python"
+MASK_SUFFIX = ".tiff"
+
+
+def find_cellprofiler_python(python: str | os.PathLike | None = None) -> Path:
+    """The interpreter that has CellProfiler: argument, else $CELLPROFILER_PYTHON, else default.
+
+    Raises
+    ------
+    MissingToolError
+        If that interpreter does not exist.
+    """
+    if python is not None:
+        source = "--python"
+    elif os.environ.get(CELLPROFILER_PYTHON_ENV):
+        python, source = os.environ[CELLPROFILER_PYTHON_ENV], f"${CELLPROFILER_PYTHON_ENV}"
+    else:
+        python, source = DEFAULT_CELLPROFILER_PYTHON, "default"
+    path = Path(python)
+    if not path.exists():
+        raise MissingToolError(
+            f"CellProfiler's Python interpreter {path} ({source}) does not exist: install "
+            "CellProfiler with scripts/install_cellprofiler.sh and set "
+            f"{CELLPROFILER_PYTHON_ENV}, or use --backend native"
+        )
+    return path
+
+
+def cellprofiler_command(
+    python: Path,
+    pipeline_path: Path,
+    input_dir: Path,
+    output_dir: Path,
+    plugins_dir: Path | None = None,
+) -> list[str]:
+    """The headless CellProfiler command line."""
+    command = [
+        str(python), "-m", "cellprofiler", "-c", "-r",
+        "-p", str(pipeline_path), "-i", str(input_dir), "-o", str(output_dir),
+    ]  # fmt: skip
+    if plugins_dir is not None:
+        command.append(f"--plugins-directory={plugins_dir}")
+    return command
+
+
+def _stage_inputs(probability_paths: Sequence[Path], input_dir: Path) -> None:
+    """Symbolic links to the probability images (copies where links are not possible)."""
+    names = [path.name for path in probability_paths]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise SteinbockLikeError(f"several probability images are named {duplicates[0]}")
+    for path in probability_paths:
+        if not path.is_file():
+            raise SteinbockLikeError(f"{path}: probability image not found")
+        target = input_dir / path.name
+        try:
+            target.symlink_to(path.resolve())
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def _stream(lines: Iterable[str], log: Callable[[str], None]) -> list[str]:
+    kept = []
+    for line in lines:
+        line = line.rstrip("\n")
+        kept.append(line)
+        log(line)
+    return kept
+
+
+def run_cellprofiler(
+    pipeline_path: str | os.PathLike,
+    probability_paths: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    *,
+    python: str | os.PathLike | None = None,
+    plugins_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Segment probability images with the real CellProfiler.
+
+    Parameters
+    ----------
+    pipeline_path : path-like
+        A CellProfiler 4.2 pipeline (.cppipe) whose SaveImages names the mask after its input.
+    probability_paths : sequence of path-like
+        Probability TIFFs; each yields ``output_dir/{stem}.tiff``.
+    output_dir : path-like
+        Where the masks go (created if missing); existing masks are replaced.
+    python : path-like, optional
+        CellProfiler's interpreter (default: $CELLPROFILER_PYTHON, else
+        /opt/cellprofiler-venv/bin/python).
+    plugins_dir : path-like, optional
+        Passed as ``--plugins-directory`` where it exists.
+    log : callable, optional
+        Called with each line CellProfiler prints (default: this module's logger, DEBUG).
+
+    Returns
+    -------
+    list of Path
+        The written masks, in the order of ``probability_paths``.
+
+    Raises
+    ------
+    MissingToolError
+        If the interpreter is missing.
+    SteinbockLikeError
+        If CellProfiler fails, or produced no mask for an image (named).
+    """
+    interpreter = find_cellprofiler_python(python)
+    pipeline_path = Path(pipeline_path)
+    if not pipeline_path.is_file():
+        raise SteinbockLikeError(f"{pipeline_path}: pipeline not found")
+    probability_paths = [Path(path) for path in probability_paths]
+    output_dir = Path(output_dir)
+    if log is None:
+        log = logger.debug
+    plugins = Path(plugins_dir) if plugins_dir is not None and Path(plugins_dir).is_dir() else None
+    if not probability_paths:
+        return []
+
+    with tempfile.TemporaryDirectory(prefix="steinbock-like-cellprofiler-") as work:
+        input_dir, raw_output_dir = Path(work, "input"), Path(work, "output")
+        input_dir.mkdir()
+        raw_output_dir.mkdir()
+        _stage_inputs(probability_paths, input_dir)
+        command = cellprofiler_command(
+            interpreter, pipeline_path.resolve(), input_dir, raw_output_dir, plugins
+        )
+        logger.info("running %s", " ".join(command))
+        try:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                errors="replace",
+            )
+        except OSError as error:
+            raise MissingToolError(f"cannot run CellProfiler with {interpreter}: {error}") from None
+        assert process.stdout is not None
+        output_lines = _stream(process.stdout, log)
+        return_code = process.wait()
+
+        # SaveImages names each mask after its input file's stem.
+        missing = [
+            path
+            for path in probability_paths
+            if not (raw_output_dir / (path.stem + MASK_SUFFIX)).is_file()
+        ]
+        if return_code != 0 or missing:
+            # CellProfiler runs the images in order: the first one without a mask failed.
+            failed = missing[0].name if missing else "unknown image"
+            last = next((line for line in reversed(output_lines) if line.strip()), "")
+            raise SteinbockLikeError(
+                f"CellProfiler failed on {failed} (exit code {return_code}): {last}"
+            )
+
+        written = []
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for path in probability_paths:
+            mask_path = output_dir / (path.stem + MASK_SUFFIX)
+            with atomic_path(mask_path) as tmp:
+                shutil.move(raw_output_dir / (path.stem + MASK_SUFFIX), tmp)
+            written.append(mask_path)
+        return written

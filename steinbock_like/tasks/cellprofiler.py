@@ -1,0 +1,54 @@
+"""CellProfiler segmentation tasks: probabilities -> cell masks, natively or with CellProfiler."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from steinbock_like.runner import ExternalToolExecutor, Job
+
+
+@dataclass
+class NativeCellProfilerTask:
+    """Segment one probability image (input ``probabilities``) into a mask (output ``mask``)
+    with the pipeline's modules run natively."""
+
+    pipeline_text: str
+
+    def setup(self) -> None:
+        from steinbock_like.segment.cellprofiler.pipeline import native_steps
+
+        self._steps = native_steps(self.pipeline_text)
+
+    def __call__(self, job: Job) -> dict:
+        import numpy as np
+
+        from steinbock_like.io.masks import write_mask
+        from steinbock_like.io.probabilities import read_probabilities
+        from steinbock_like.segment.cellprofiler.native import run_steps
+
+        mask = run_steps(read_probabilities(job.inputs["probabilities"]), self._steps)
+        write_mask(job.outputs["mask"], mask)
+        return {"objects": int(np.count_nonzero(np.unique(mask)))}
+
+    def versions(self) -> dict:
+        return {"backend": "native"}
+
+
+def cellprofiler_executor(
+    pipeline: Path, python: str | None, plugins_dir: Path | None
+) -> ExternalToolExecutor:
+    """One headless CellProfiler run for the whole batch, in CellProfiler's own interpreter."""
+    from steinbock_like.segment.cellprofiler.binary import run_cellprofiler
+
+    def run_all(jobs: Sequence[Job]) -> None:
+        run_cellprofiler(
+            pipeline,
+            [job.inputs["probabilities"] for job in jobs],
+            jobs[0].outputs["mask"].parent,
+            python=python,
+            plugins_dir=plugins_dir,
+        )
+
+    return ExternalToolExecutor(run_all, "cellprofiler")
