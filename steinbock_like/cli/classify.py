@@ -346,6 +346,7 @@ def run_cmd(
         except MissingToolError:
             backend = "native"
         logger.info("backend: %s (auto)", backend)
+    binary = find_ilastik_binary(ilastik_binary) if backend == "ilastik" else None
     files = list_ilastik_files(app.path(img_dir))
     jobs = [
         Job(
@@ -359,8 +360,7 @@ def run_cmd(
     if backend == "ilastik":
         if retrain:
             raise SteinbockLikeError("--retrain needs --backend native")
-        executor = ilastik_executor(project_path, ilastik_binary, threads, memory_mb)
-        binary = find_ilastik_binary(ilastik_binary)
+        executor = ilastik_executor(project_path, binary, threads, memory_mb)
         run_jobs(
             None,
             jobs,

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from steinbock_like import layout
-from steinbock_like.cli.options import AppContext, pass_app, run_jobs, runner_options
-from steinbock_like.errors import OutputExistsError
+from steinbock_like.cli.options import AppContext, pass_app, path_option, run_jobs, runner_options
+from steinbock_like.errors import OutputExistsError, SteinbockLikeError
 
 logger = logging.getLogger("steinbock_like")
 
@@ -108,3 +108,69 @@ def example_imc_cmd(
         resume=resume,
     )
     logger.info("example imc: %d images of %d x %d x %d in %s", images, channels, size, size, root)
+
+
+@example_group.command(
+    name="ilastik-labels",
+    help="""Paint training labels from the ground truth into an ilastik project.
+
+    For the example dataset only: after 'classify ilastik prepare', labels a
+    random share (--fraction) of each crop's pixels as Nucleus, Cytoplasm or
+    Background from masks_truth/ and masks_truth_nuclei/ (away from object
+    boundaries), so that 'classify ilastik run --backend native' can train
+    and run a classifier with no GUI step. Existing labels are replaced.
+    """,
+)
+@path_option("--ilp", "project_file", default=layout.ILASTIK_PROJECT, help="Project to label.")
+@path_option("--truth", "truth_dir", default=layout.MASKS_TRUTH, help="Ground-truth cell masks.")
+@path_option(
+    "--truth-nuclei",
+    "truth_nuclei_dir",
+    default=layout.MASKS_TRUTH_NUCLEI,
+    help="Ground-truth nuclear masks.",
+)
+@click.option(
+    "--scale",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Scale of the crops relative to the images (prepare --scale).",
+)
+@click.option(
+    "--fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="Share of the eligible pixels to label.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@pass_app
+def example_ilastik_labels_cmd(
+    app: AppContext, project_file, truth_dir, truth_nuclei_dir, scale, fraction, seed
+) -> None:
+    import numpy as np
+
+    from steinbock_like.classify.ilastik.prepare import parse_crop_file_name
+    from steinbock_like.classify.ilastik.project import read_project_summary, write_label_blocks
+    from steinbock_like.example import training_labels
+    from steinbock_like.io.masks import read_mask
+
+    project_path = app.path(project_file)
+    if not project_path.is_file():
+        raise SteinbockLikeError(
+            f"{project_path}: project not found (run classify ilastik prepare)"
+        )
+    rng = np.random.default_rng(seed)
+    labels_by_lane = {}
+    for index, lane in enumerate(read_project_summary(project_path)["lanes"]):
+        if lane is None:
+            continue
+        name, x, y, width, height = parse_crop_file_name(lane["file_path"])
+        masks = []
+        for directory in (truth_dir, truth_nuclei_dir):
+            mask = read_mask(app.path(directory) / f"{name}{layout.MASK_SUFFIX}")
+            mask = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+            masks.append(mask[y : y + height, x : x + width])
+        labels_by_lane[index] = training_labels(*masks, rng, fraction=fraction)
+    pixels = write_label_blocks(project_path, labels_by_lane)
+    logger.info("%s: %d pixels labelled in %d crops", project_path, pixels, len(labels_by_lane))

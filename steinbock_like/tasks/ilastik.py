@@ -69,7 +69,7 @@ class NativeClassifyTask:
 
 
 def ilastik_executor(
-    project: Path, binary: str | None, threads: int | None, memory_mb: int | None
+    project: Path, binary: Path | None, threads: int | None, memory_mb: int | None
 ) -> ExternalToolExecutor:
     """One headless ilastik process for the whole batch (its start-up takes many seconds)."""
     from steinbock_like.classify.ilastik.binary import run_ilastik

@@ -12,6 +12,7 @@ and :func:`write_prepared_image` are the per-image jobs the batch runner calls.
 """
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from steinbock_like.channels import aggregate_groups, aggregation_function, channel_groups
+from steinbock_like.errors import SteinbockLikeError
 from steinbock_like.io.ilastik import SUFFIX, write_ilastik_crop, write_ilastik_image
 from steinbock_like.io.images import image_name, image_shape, read_image
 from steinbock_like.io.panel import kept, panel_for_image
@@ -282,6 +284,26 @@ def crop_plan(
 def crop_file_name(name: str, x: int, y: int, cropsize: int) -> str:
     """steinbock's crop file name: ``{image}_x{X}_y{Y}_w{W}_h{H}.h5``."""
     return f"{name}_x{x}_y{y}_w{cropsize}_h{cropsize}{SUFFIX}"
+
+
+_CROP_NAME = re.compile(r"^(?P<name>.+)_x(?P<x>\d+)_y(?P<y>\d+)_w(?P<w>\d+)_h(?P<h>\d+)\.h5$")
+
+
+def parse_crop_file_name(path: str | Path) -> tuple[str, int, int, int, int]:
+    """(image name, x, y, width, height) from a crop file name (an HDF5 inner path is ignored).
+
+    Raises
+    ------
+    SteinbockLikeError
+        For a name that is not ``{image}_x{X}_y{Y}_w{W}_h{H}.h5``.
+    """
+    text = str(path)
+    if ".h5/" in text:
+        text = text[: text.index(".h5/") + 3]
+    match = _CROP_NAME.match(Path(text).name)
+    if match is None:
+        raise SteinbockLikeError(f"{path}: not a crop file name ({{image}}_x.._y.._w.._h...h5)")
+    return (match["name"], int(match["x"]), int(match["y"]), int(match["w"]), int(match["h"]))
 
 
 def crop(image: np.ndarray, x: int, y: int, cropsize: int) -> np.ndarray:

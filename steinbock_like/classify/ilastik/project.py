@@ -711,3 +711,52 @@ def read_project_summary(project_path: str | Path) -> dict:
                 _text(value) if isinstance(value, bytes | str) else np.asarray(value).item()
             )
     return summary
+
+
+def write_label_blocks(project_path: str | Path, labels_by_lane: dict[int, np.ndarray]) -> int:
+    """Store label images in a project, one block per lane, replacing the lane's old blocks.
+
+    Parameters
+    ----------
+    project_path : path-like
+        Project whose lanes are steinbock-layout (CYX) crops.
+    labels_by_lane : dict
+        Lane index -> uint8 YX label image of the lane's crop size (0 = unlabelled,
+        k = the project's k-th label). Only the bounding box of the labelled pixels is stored.
+
+    Returns
+    -------
+    int
+        Labelled pixels written. The project is rewritten atomically.
+    """
+    project_path = Path(project_path)
+    summary = read_project_summary(project_path)
+    written = 0
+    with atomic_path(project_path) as tmp:
+        shutil.copyfile(project_path, tmp)
+        with h5py.File(tmp, "r+") as file:
+            label_sets = file.require_group("PixelClassification/LabelSets")
+            for index, labels in sorted(labels_by_lane.items()):
+                lane = summary["lanes"][index] if index < len(summary["lanes"]) else None
+                if lane is None or lane["axes"] != ["c", "y", "x"]:
+                    raise SteinbockLikeError(
+                        f"{project_path}: lane {index} is not a CYX crop; cannot label it"
+                    )
+                if tuple(labels.shape) != tuple(lane["shape"][1:]):
+                    raise SteinbockLikeError(
+                        f"{project_path}: labels of shape {labels.shape} do not fit lane {index} "
+                        f"of shape {lane['shape']}"
+                    )
+                group_name = f"labels{index:03d}"
+                if group_name in label_sets:
+                    del label_sets[group_name]
+                group = label_sets.create_group(group_name)
+                rows, columns = np.nonzero(labels)
+                if rows.size == 0:
+                    continue
+                y0, y1, x0, x1 = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+                block = labels[np.newaxis, y0:y1, x0:x1].astype(np.uint8)
+                dataset = group.create_dataset("block0000", data=block, compression="gzip")
+                dataset.attrs["blockSlice"] = f"[0:1,{y0}:{y1},{x0}:{x1}]"
+                written += int(np.count_nonzero(block))
+    return written
