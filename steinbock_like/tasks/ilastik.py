@@ -56,11 +56,13 @@ class NativeClassifyTask:
     tile_size: int
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.io.ilastik import read_ilastik_image
+        from steinbock_like.classify.ilastik.native import predict_image_file
         from steinbock_like.io.probabilities import write_probabilities
 
-        image = read_ilastik_image(job.inputs["image"])
-        probabilities = self.classifier.predict(image, tile_size=self.tile_size, dtype="uint16")
+        # Read tile by tile from the HDF5 file: memory does not grow with the image.
+        probabilities = predict_image_file(
+            self.classifier, job.inputs["image"], tile_size=self.tile_size
+        )
         write_probabilities(job.outputs["probabilities"], probabilities)
         return {"shape": list(probabilities.shape)}
 

@@ -1,0 +1,153 @@
+"""``classify ilastik prepare | fix | run`` and ``example ilastik-labels`` as a user runs them."""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from test_ilastik_binary import make_fake
+
+from steinbock_like.classify.ilastik.project import read_project_summary
+from steinbock_like.cli.main import main
+from steinbock_like.io.ilastik import read_ilastik_crop, read_ilastik_image
+from steinbock_like.io.masks import read_mask
+from steinbock_like.io.probabilities import read_probabilities
+from steinbock_like.metrics import object_f1
+
+
+def run(*args):
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def test_prepare_reproduces_steinbock_ilastik_images(refdata, tmp_path, capsys):
+    shutil.copytree(refdata / "img", tmp_path / "img")
+    shutil.copy(refdata / "panel.csv", tmp_path / "panel.csv")
+    args = [
+        "--data",
+        tmp_path,
+        "classify",
+        "ilastik",
+        "prepare",
+        "--cropsize",
+        "50",
+        "--seed",
+        "123",
+    ]
+    assert run(*args, "--workers", "2") == 0, capsys.readouterr().err
+    for reference in sorted((refdata / "ilastik_img").glob("*.h5")):
+        ours = read_ilastik_image(tmp_path / "ilastik_img" / reference.name)
+        with h5py.File(reference, "r") as file:
+            expected = file["img"][()]
+        assert ours.shape == expected.shape
+        assert np.max(np.abs(ours - expected) / np.maximum(np.abs(expected), 1e-6)) < 1e-4
+    summary = read_project_summary(tmp_path / "pixel_classifier.ilp")
+    assert summary["labels"] == ["Nucleus", "Cytoplasm", "Background"]
+    crops = sorted(p.name for p in (tmp_path / "ilastik_crops").glob("*.h5"))
+    assert [lane["file_path"].split("/")[1] for lane in summary["lanes"]] == crops
+    assert all(lane["file_path"].startswith("ilastik_crops/") for lane in summary["lanes"])
+    # the project may hold a user's labels: never replaced silently
+    capsys.readouterr()
+    assert run(*args, "--overwrite") == 0
+    assert run(*args[:-4]) == 1
+    assert "may hold your training labels" in capsys.readouterr().err
+
+
+def test_fix_converts_a_foreign_project(refdata, tmp_path, capsys):
+    shutil.copy(refdata / "ilastik_original.ilp", tmp_path / "pixel_classifier.ilp")
+    shutil.copytree(refdata / "ilastik_crops_original", tmp_path / "ilastik_crops")
+    assert run("--data", tmp_path, "classify", "ilastik", "fix") == 0, capsys.readouterr().err
+    assert (tmp_path / "pixel_classifier.ilp.bak").is_file()
+    summary = read_project_summary(tmp_path / "pixel_classifier.ilp")
+    for lane in summary["lanes"]:
+        assert lane["axes"] == ["c", "y", "x"]
+        crop = read_ilastik_crop(tmp_path / lane["file_path"].rsplit("/", 1)[0])
+        assert crop.dtype == np.float32 and crop.shape == tuple(lane["shape"])
+    assert "fixed" in capsys.readouterr().err
+
+
+def test_run_with_real_ilastik_backend_uses_the_shared_runner(tmp_path, monkeypatch, capsys):
+    from steinbock_like.io.ilastik import write_ilastik_image
+
+    for name in ("a", "b"):
+        write_ilastik_image(tmp_path / "ilastik_img" / f"{name}.h5", np.ones((2, 4, 5), np.float32))
+    project = tmp_path / "pixel_classifier.ilp"
+    project.write_bytes(b"fake project")
+    out = tmp_path / "ilastik_probabilities"
+    fake = make_fake(tmp_path, out, project)
+    monkeypatch.setenv("LAZYFLOW_THREADS", "3")  # the fake insists on these two
+    args = ["--data", tmp_path, "classify", "ilastik", "run", "--ilastik", fake, "--mem", "1024"]
+    assert run(*args, "--threads", "3") == 0, capsys.readouterr().err
+    assert read_probabilities(out / "a.tiff").shape == (4, 5, 3)
+    metadata = json.loads((out / "run_metadata.json").read_text())
+    assert metadata["parameters"]["backend"] == "ilastik"  # auto found the binary
+    assert metadata["images"]["b"]["info"] == {"backend": "ilastik"}
+    capsys.readouterr()
+    assert run(*args, "--threads", "3", "--resume") == 0
+    assert "2 skipped" in capsys.readouterr().err
+
+
+def test_missing_ilastik_names_the_native_backend(tmp_path, capsys):
+    project = tmp_path / "p.ilp"
+    project.write_bytes(b"x")
+    code = run(
+        "--data",
+        tmp_path,
+        "classify",
+        "ilastik",
+        "run",
+        "--backend",
+        "ilastik",
+        "--ilp",
+        project,
+        "--ilastik",
+        tmp_path / "nowhere.sh",
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "native" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_example_trains_and_runs_a_classifier_without_a_gui(tmp_path, capsys):
+    """The demo route: example data, prepare, labels from truth, native run, segmentation."""
+    data = ["--data", tmp_path]
+    assert run(*data, "example", "imc", ".", "--images", "2", "--size", "128", "--seed", "3") == 0
+    assert run(*data, "classify", "ilastik", "prepare", "--cropsize", "120", "--seed", "0") == 0
+    assert run(*data, "example", "ilastik-labels", "--fraction", "0.2") == 0
+    code = run(*data, "classify", "ilastik", "run", "--backend", "native", "--workers", "2")
+    assert code == 0, capsys.readouterr().err
+    probabilities = read_probabilities(tmp_path / "ilastik_probabilities" / "example_001.tiff")
+    truth_nuclei = read_mask(tmp_path / "masks_truth_nuclei" / "example_001.tiff")
+    truth_cells = read_mask(tmp_path / "masks_truth" / "example_001.tiff")
+    assert probabilities.shape == (256, 256, 3)
+    classes = np.argmax(probabilities[::2, ::2], axis=-1) + 1
+    expected = np.where(truth_nuclei > 0, 1, np.where(truth_cells > 0, 2, 3))
+    accuracy = float(np.mean(classes == expected))
+    assert accuracy > 0.8, accuracy  # boundaries are ambiguous; interiors must be right
+    assert run(*data, "segment", "cellprofiler", "prepare") == 0
+    assert run(*data, "segment", "cellprofiler", "run", "--backend", "native") == 0
+    f1 = object_f1(truth_cells, read_mask(tmp_path / "masks" / "example_001.tiff"))
+    assert f1 > 0.8, f1
+
+
+def test_native_run_of_a_fixed_foreign_project_matches_real_ilastik(refdata, tmp_path, capsys):
+    shutil.copy(refdata / "ilastik_original.ilp", tmp_path / "pixel_classifier.ilp")
+    shutil.copytree(refdata / "ilastik_crops_original", tmp_path / "ilastik_crops")
+    shutil.copytree(refdata / "ilastik_img", tmp_path / "ilastik_img")
+    data = ["--data", tmp_path]
+    assert run(*data, "classify", "ilastik", "fix", "--no-backup") == 0
+    assert run(*data, "classify", "ilastik", "run", "--backend", "native", "--workers", "2") == 0
+    agreements = []
+    for reference in sorted((refdata / "ilastik_probabilities").glob("*.tiff")):
+        expected = read_probabilities(reference).astype(np.float64) / 65535
+        ours = read_probabilities(tmp_path / "ilastik_probabilities" / reference.name) / 65535
+        agreements.append(np.mean(np.argmax(ours, -1) == np.argmax(expected, -1)))
+        assert np.mean(np.abs(ours - expected)) <= 0.01, reference.name
+    assert min(agreements) >= 0.995, agreements
+    metadata = json.loads((tmp_path / "ilastik_probabilities" / "run_metadata.json").read_text())
+    assert metadata["parameters"]["backend"] == "native"
+    assert metadata["versions"]["backend"] == "native"
