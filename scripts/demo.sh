@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
-# The main job end to end on a synthetic example dataset, from nothing.
-# Usage: scripts/demo.sh [DIR]   (default: demo_data/)
+# The main job end to end on a synthetic example dataset, from nothing:
+# example data -> ilastik pixel classification (trained from the example's ground
+# truth, no GUI) -> CellProfiler-style segmentation -> scores against the truth.
+# Everything runs natively (no ilastik or CellProfiler install needed).
+# Usage: scripts/demo.sh [DIR]   (default: demo_data/; a previous demo there is replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh test,mesmer
 venv="${STEINBOCK_LIKE_VENV:-.venv}"
 data="${1:-demo_data}"
-run() { echo "\$ steinbock-like $*"; "$venv/bin/steinbock-like" "$@"; }
-run example imc "$data" --images 3 --size 256 --seed 0
-run --data "$data" check --masks masks_truth --masks masks_truth_nuclei
-echo "== demo finished: outputs in $data/"
+run() { echo; echo "\$ steinbock-like --data $data $*"; "$venv/bin/steinbock-like" --data "$data" "$@"; }
+# Replace only what an earlier demo wrote: never delete a directory of someone's data.
+if [ -e "$data" ] && [ -n "$(ls -A "$data")" ]; then
+  if [ ! -f "$data/.steinbock-like-demo" ]; then
+    echo "error: $data exists and is not an earlier demo's output; choose another DIR" >&2
+    exit 1
+  fi
+  rm -rf "$data"
+fi
+mkdir -p "$data"
+touch "$data/.steinbock-like-demo"
+run example imc . --images 4 --size 256 --seed 0 --workers 2
+run check --masks masks_truth --masks masks_truth_nuclei
+run classify ilastik prepare --cropsize 200 --seed 0 --workers 2
+run example ilastik-labels --fraction 0.1
+run classify ilastik run --backend native --workers 2
+run segment cellprofiler prepare
+run segment cellprofiler run --backend native --workers 2
+run evaluate --masks masks --truth masks_truth -o evaluation_cellprofiler.csv
+echo
+echo "== demo finished: outputs in $data/ (see $data/evaluation_*.csv)"

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from steinbock_like.cli.main import cli, main
@@ -135,3 +136,22 @@ def test_example_imc_writes_a_valid_dataset_and_resumes(tmp_path, capsys):
     assert np.array_equal(  # resumed images are untouched, the dataset stays deterministic
         read_image(tmp_path / "demo" / "img" / "example_002.tiff"), image
     )
+
+
+def test_evaluate_scores_masks_against_the_truth(tmp_path, capsys):
+    truth = np.zeros((10, 10), np.uint16)
+    truth[0:4, 0:4] = 1
+    truth[6:10, 6:10] = 2
+    truth[0:3, 6:9] = 3
+    pred = np.zeros_like(truth)
+    pred[0:4, 0:3] = 7  # IoU 12/16 with 1: a match
+    pred[6:10, 6:8] = 8  # IoU 8/16 with 2: not above 0.5
+    pred[5, 0] = 9  # a spurious object
+    write_mask(tmp_path / "masks_truth" / "a.tiff", truth)
+    write_mask(tmp_path / "masks" / "a.tiff", pred)
+    err = run_ok(capsys, "--data", str(tmp_path), "evaluate").err
+    table = pd.read_csv(tmp_path / "evaluation.csv", index_col="image")
+    row = table.loc["a"]
+    assert (row["reference_objects"], row["objects"], row["true_positives"]) == (3, 3, 1)
+    assert row["f1"] == pytest.approx(2 / 6) and row["average_precision"] == pytest.approx(1 / 5)
+    assert "mean F1 0.333" in err

@@ -68,6 +68,7 @@ def _register_commands() -> None:
     from steinbock_like.cli.apps import apps_group
     from steinbock_like.cli.check import check_cmd
     from steinbock_like.cli.classify import classify_group
+    from steinbock_like.cli.evaluate import evaluate_cmd
     from steinbock_like.cli.example import example_group
     from steinbock_like.cli.repair import repair_cmd
     from steinbock_like.cli.segment import segment_group
@@ -75,6 +76,7 @@ def _register_commands() -> None:
     cli.add_command(example_group)
     cli.add_command(classify_group)
     cli.add_command(check_cmd)
+    cli.add_command(evaluate_cmd)
     cli.add_command(repair_cmd)
     cli.add_command(apps_group)
     cli.add_command(segment_group)
