@@ -16,6 +16,7 @@ from steinbock_like.cli.options import (
     runner_options,
 )
 from steinbock_like.cli.segment_cellprofiler import cellprofiler_group
+from steinbock_like.cli.segment_mesmer import mesmer_cmd
 from steinbock_like.errors import InputError, SteinbockLikeError
 from steinbock_like.runner import Job
 
@@ -37,6 +38,7 @@ def segment_group() -> None:
 
 
 segment_group.add_command(cellprofiler_group)
+segment_group.add_command(mesmer_cmd)
 
 
 # --------------------------------------------------------------------------- cellpose

@@ -1,0 +1,168 @@
+"""``steinbock-like segment mesmer``: Mesmer on ONNX Runtime (no TensorFlow)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from steinbock_like import layout
+from steinbock_like.cli.options import (
+    AppContext,
+    img_option,
+    panel_option,
+    pass_app,
+    path_option,
+    run_jobs,
+    runner_options,
+)
+from steinbock_like.runner import Job
+
+logger = logging.getLogger("steinbock_like")
+
+TYPES = {"whole-cell": "whole-cell", "nuclear": "nuclear", "both": "both"}
+
+
+@click.command(
+    name="mesmer",
+    help="""Segment cells (and nuclei) with Mesmer, the deepcell model, on ONNX Runtime.
+
+    Two input channels come from the panel's 'deepcell' column: group 1 =
+    nuclear, group 2 = membrane/cytoplasm, each the aggregate (--aggr) of its
+    channels after optional per-channel --minmax or --zscore normalisation.
+    Images are rescaled from --pixelsize to the model's 0.5 um/px, normalised
+    as Mesmer does (99.9th-percentile clipping, adaptive histogram
+    equalisation), tiled, segmented by deep watershed and scaled back.
+    Large images are processed in overlapping chunks (--chunk-size), so memory
+    does not grow with the image. --type both writes cells to -o and nuclei
+    to --nuclei-out, ready for 'repair'. The model comes from the model cache
+    ('steinbock-like models get mesmer') or --model.
+    """,
+)
+@click.option(
+    "--type",
+    "mask_type",
+    type=click.Choice(list(TYPES)),
+    default="whole-cell",
+    show_default=True,
+    help="Which masks to make.",
+)
+@click.option(
+    "--pixelsize",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Pixel size of the images in micrometres.",
+)
+@click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
+@click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
+@click.option(
+    "--aggr",
+    type=click.Choice(["mean", "sum", "max", "median"]),
+    default="mean",
+    show_default=True,
+    help="How the channels of a group are combined.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Mesmer ONNX file [default: the model cache].",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="ONNX Runtime threads per worker [default: all cores].",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=0),
+    default=2048,
+    show_default=True,
+    help="Process images larger than this (pixels) in overlapping chunks; 0: never.",
+)
+@img_option()
+@panel_option()
+@path_option("-o", "out_dir", default=layout.MASKS, help="Output directory of cell masks.")
+@path_option(
+    "--nuclei-out",
+    "nuclei_out",
+    default=layout.MASKS_NUCLEI,
+    help="Output directory of nuclear masks (--type nuclear or both).",
+)
+@runner_options
+@pass_app
+def mesmer_cmd(
+    app: AppContext,
+    mask_type,
+    pixelsize,
+    minmax,
+    zscore,
+    aggr,
+    model_path,
+    threads,
+    chunk_size,
+    img_dir,
+    panel_file,
+    out_dir,
+    nuclei_out,
+    workers,
+    overwrite,
+    resume,
+):
+    from steinbock_like.channels import channel_groups
+    from steinbock_like.io.images import image_name, list_images
+    from steinbock_like.io.panel import read_panel
+    from steinbock_like.models import locate_mesmer_model
+    from steinbock_like.tasks.mesmer import MesmerTask
+
+    model = locate_mesmer_model(app.path(model_path) if model_path else None)
+    panel = read_panel(app.path(panel_file))
+    groups = channel_groups(panel, "deepcell")
+    if len(groups) != 2:
+        from steinbock_like.errors import InputError
+
+        raise InputError(
+            app.path(panel_file),
+            f"Mesmer needs exactly two groups in the 'deepcell' column (1 = nuclear, "
+            f"2 = membrane), found {len(groups)}",
+        )
+    outputs = {}
+    if mask_type in ("whole-cell", "both"):
+        outputs["cells"] = app.path(out_dir)
+    if mask_type in ("nuclear", "both"):
+        outputs["nuclei"] = app.path(nuclei_out)
+    jobs = [
+        Job(
+            image_name(p),
+            {"image": p},
+            {key: d / f"{image_name(p)}{layout.MASK_SUFFIX}" for key, d in outputs.items()},
+        )
+        for p in list_images(app.path(img_dir))
+    ]
+    if threads is None and workers > 1:
+        threads = 1  # workers already use the cores
+    task = MesmerTask(
+        model, panel, TYPES[mask_type], pixelsize, minmax, zscore, aggr, threads, chunk_size
+    )
+    parameters = dict(
+        type=mask_type,
+        pixelsize=pixelsize,
+        minmax=minmax,
+        zscore=zscore,
+        aggr=aggr,
+        model=model,
+        chunk_size=chunk_size,
+    )
+    run_jobs(
+        task,
+        jobs,
+        command="segment mesmer",
+        parameters=parameters,
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+    )

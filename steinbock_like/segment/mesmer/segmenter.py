@@ -1,0 +1,220 @@
+"""Mesmer end to end: two channels in, uint16 masks out (whole image or in chunks)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from steinbock_like.errors import SteinbockLikeError
+from steinbock_like.segment.mesmer.chunking import segment_in_chunks
+from steinbock_like.segment.mesmer.model import COMPARTMENT_MAPS, MesmerNetwork
+from steinbock_like.segment.mesmer.postprocess import (
+    NUCLEAR_PARAMS,
+    WHOLE_CELL_PARAMS,
+    WatershedParams,
+    deep_watershed,
+    resize_labels,
+)
+from steinbock_like.segment.mesmer.preprocess import (
+    CLAHE_KERNEL_SIZE,
+    MODEL_PIXEL_SIZE_UM,
+    ChannelStats,
+    channel_stats,
+    mesmer_preprocess,
+    model_resolution_shape,
+    resize_channels,
+)
+from steinbock_like.segment.mesmer.tiling import TileBlender, iter_tiles, pad_for_tiles, plan_tiles
+
+logger = logging.getLogger(__name__)
+
+COMPARTMENTS = ("whole-cell", "nuclear", "both")
+DEFAULT_CHUNK_SIZE = 2048
+#: chunk overlap in pixels at the model's resolution: CLAHE reaches 1.5 kernels (192 px)
+#: and the network sees whole 256 px tiles
+DEFAULT_CHUNK_MARGIN_MODEL_PX = 256
+DEFAULT_BATCH_SIZE = 4
+
+
+def compartments_of(compartment: str) -> tuple[str, ...]:
+    """The compartments to compute for a ``compartment`` option value."""
+    if compartment not in COMPARTMENTS:
+        raise SteinbockLikeError(
+            f"unknown compartment {compartment!r} (choose from {', '.join(COMPARTMENTS)})"
+        )
+    return ("whole-cell", "nuclear") if compartment == "both" else (compartment,)
+
+
+def predict_maps(
+    network: MesmerNetwork,
+    image: np.ndarray,
+    compartments: tuple[str, ...],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, np.ndarray]:
+    """Network maps of a preprocessed YXC image at model resolution.
+
+    Returns, per compartment, a float32 YX2 array: inner distance, interior.
+    Tiles are run in batches and blended as they come, so only the blended maps
+    are held in memory.
+    """
+    plan = plan_tiles(image.shape[:2], network.tile_shape)
+    padded = pad_for_tiles(image, plan)
+    blenders = {name: TileBlender(plan, 2, np.float32) for name in compartments}
+    tiles = iter_tiles(padded, plan)
+    for first in range(0, plan.num_tiles, batch_size):
+        batch = [next(tiles) for _ in range(min(batch_size, plan.num_tiles - first))]
+        outputs = network.predict(np.stack(batch))
+        for name in compartments:
+            (d_out, d_ch), (i_out, i_ch) = COMPARTMENT_MAPS[name]
+            maps = np.stack([outputs[d_out][..., d_ch], outputs[i_out][..., i_ch]], axis=-1)
+            for offset, tile_maps in enumerate(maps):
+                blenders[name].add(first + offset, tile_maps)
+    return {name: blender.result() for name, blender in blenders.items()}
+
+
+class MesmerSegmenter:
+    """Mesmer whole-cell and nuclear segmentation on ONNX Runtime.
+
+    Parameters
+    ----------
+    model_path : path-like
+        The Mesmer ONNX file (see :func:`steinbock_like.models.locate_mesmer_model`).
+    threads : int, optional
+        ONNX Runtime intra-op threads.
+    batch_size : int
+        Tiles per network call.
+    chunk_size : int
+        Images larger than this (pixels along either axis, at the image's own
+        pixel size) are segmented in chunks of this size; ``0`` never chunks.
+    chunk_margin : int, optional
+        Overlap of the chunks in pixels of the image; should exceed the largest
+        cell. Default: 256 px at the model's resolution (128 px at 1 um/px).
+    whole_cell_params, nuclear_params : WatershedParams
+        Post-processing parameters (Mesmer's defaults).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_margin: int | None = None,
+        whole_cell_params: WatershedParams = WHOLE_CELL_PARAMS,
+        nuclear_params: WatershedParams = NUCLEAR_PARAMS,
+    ):
+        self.network = MesmerNetwork(model_path, threads=threads)
+        self.batch_size = batch_size
+        self.chunk_size = chunk_size
+        self.chunk_margin = chunk_margin
+        self.params = {"whole-cell": whole_cell_params, "nuclear": nuclear_params}
+
+    def segment(
+        self,
+        nuclear: np.ndarray,
+        membrane: np.ndarray,
+        *,
+        pixel_size_um: float = 1.0,
+        compartment: str = "whole-cell",
+        chunk_size: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Segment one image.
+
+        Parameters
+        ----------
+        nuclear, membrane : ndarray of float, shape (Y, X)
+            The two input channels (see :func:`mesmer_input`).
+        pixel_size_um : float
+            Pixel size of the image in micrometres (the model works at 0.5).
+        compartment : {"whole-cell", "nuclear", "both"}
+            What to segment.
+        chunk_size : int, optional
+            Override the segmenter's chunk size for this image.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``{"whole-cell": mask}``, ``{"nuclear": mask}`` or both; YX masks of
+            the input's shape, uint16 (uint32 only beyond 65535 objects).
+        """
+        names = compartments_of(compartment)
+        image = _stack_channels(nuclear, membrane)
+        chunk_size = self.chunk_size if chunk_size is None else chunk_size
+        height, width = image.shape[:2]
+        if chunk_size <= 0 or (height <= chunk_size and width <= chunk_size):
+            masks = self.segment_region(image, pixel_size_um, names)
+        else:
+            stats = _approximate_stats(image)
+
+            def segment_region(slices):
+                return self.segment_region(image[slices], pixel_size_um, names, stats)
+
+            scale = pixel_size_um / MODEL_PIXEL_SIZE_UM
+            margin = self.chunk_margin
+            if margin is None:
+                margin = math.ceil(DEFAULT_CHUNK_MARGIN_MODEL_PX / scale)
+            masks = segment_in_chunks(
+                segment_region,
+                (height, width),
+                chunk_size=chunk_size,
+                margin=margin,
+                align=max(1, round(CLAHE_KERNEL_SIZE / scale)),
+            )
+        return {name: _as_mask_dtype(mask) for name, mask in masks.items()}
+
+    def segment_region(
+        self,
+        image: np.ndarray,
+        pixel_size_um: float,
+        compartments: tuple[str, ...],
+        stats: list[ChannelStats] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Segment a YX2 image (or chunk) in one piece; labels at its own size.
+
+        ``stats`` are the image-wide normalisation statistics when ``image`` is a
+        chunk; without them they are computed from ``image`` at model resolution
+        (exactly as deepcell does).
+        """
+        shape = image.shape[:2]
+        resized = resize_channels(image, model_resolution_shape(shape, pixel_size_um))
+        normalized = mesmer_preprocess(resized, stats)
+        del resized
+        maps = predict_maps(self.network, normalized, compartments, batch_size=self.batch_size)
+        del normalized
+        masks = {}
+        for name in compartments:
+            distance, interior = maps.pop(name).transpose(2, 0, 1)
+            labels = deep_watershed(distance, interior, self.params[name])
+            masks[name] = resize_labels(labels, shape)
+        return masks
+
+
+def _stack_channels(nuclear: np.ndarray, membrane: np.ndarray) -> np.ndarray:
+    nuclear = np.asarray(nuclear)
+    membrane = np.asarray(membrane)
+    if nuclear.ndim != 2 or nuclear.shape != membrane.shape:
+        raise ValueError(
+            f"nuclear and membrane must be YX images of one shape, got {nuclear.shape} "
+            f"and {membrane.shape}"
+        )
+    return np.stack([nuclear, membrane], axis=-1).astype(np.float32, copy=False)
+
+
+def _approximate_stats(image: np.ndarray) -> list[ChannelStats]:
+    """Normalisation statistics of a whole image for chunked processing.
+
+    Taken at the image's own resolution rather than the model's, which would
+    need the whole resized image in memory; the percentile and range of a
+    bilinearly resampled channel differ from these only marginally.
+    """
+    return [channel_stats(image[..., c]) for c in range(image.shape[-1])]
+
+
+def _as_mask_dtype(labels: np.ndarray) -> np.ndarray:
+    dtype = np.uint16 if int(labels.max(initial=0)) <= np.iinfo(np.uint16).max else np.uint32
+    return labels.astype(dtype, copy=False)

@@ -1,0 +1,66 @@
+"""``models get|path|list`` and ``segment mesmer`` as a user runs them."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from steinbock_like.cli.main import main
+from steinbock_like.io.masks import read_mask
+
+pytest.importorskip("onnxruntime")
+
+
+def run(*args):
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+@pytest.fixture
+def cache(mesmer_model, monkeypatch):
+    monkeypatch.setenv("STEINBOCK_LIKE_MODELS", str(mesmer_model.parent))
+    return mesmer_model.parent
+
+
+def test_models_get_verifies_the_cached_copy_and_prints_the_licence(cache, capsys):
+    assert run("models", "get", "mesmer") == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(cache / "mesmer.onnx")
+    assert "non-commercial" in captured.err
+    assert run("models", "path", "mesmer") == 0
+    assert capsys.readouterr().out.strip() == str(cache / "mesmer.onnx")
+    assert run("models", "list") == 0
+    assert capsys.readouterr().out.startswith("mesmer\tcached\t")
+
+
+def test_missing_model_is_a_one_line_error_saying_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STEINBOCK_LIKE_MODELS", str(tmp_path / "empty"))
+    (tmp_path / "panel.csv").write_text("channel,name,deepcell\nA,a,1\nB,b,2\n")
+    assert run("--data", tmp_path, "segment", "mesmer") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "steinbock-like models get mesmer" in err
+
+
+def test_mesmer_reproduces_deepcell_masks(refdata, cache, tmp_path, capsys):
+    shutil.copytree(refdata / "img", tmp_path / "img")
+    shutil.copy(refdata / "panel.csv", tmp_path / "panel.csv")
+    code = run("--data", tmp_path, "segment", "mesmer", "--minmax", "--type", "both")
+    assert code == 0, capsys.readouterr().err
+    for reference in sorted((refdata / "masks_deepcell").glob("*.tiff")):
+        assert np.array_equal(read_mask(tmp_path / "masks" / reference.name), read_mask(reference))
+        nuclei = read_mask(tmp_path / "masks_nuclei" / reference.name)
+        assert nuclei.shape == read_mask(reference).shape and nuclei.max() > 0
+    metadata = json.loads((tmp_path / "masks" / "run_metadata.json").read_text())
+    assert metadata["versions"]["mesmer_model_sha256"].startswith("7a7a262a")
+    assert (tmp_path / "masks_nuclei" / "run_metadata.json").is_file()
+
+
+def test_wrong_group_count_is_named(cache, tmp_path, capsys):
+    (tmp_path / "panel.csv").write_text("channel,name,deepcell\nA,a,1\nB,b,1\n")
+    assert run("--data", tmp_path, "segment", "mesmer") == 1
+    err = capsys.readouterr().err
+    assert "panel.csv: Mesmer needs exactly two groups" in err and "found 1" in err
