@@ -1,5 +1,8 @@
 """Low-level TIFF access shared by the image, mask and probability readers."""
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +25,14 @@ def read_tiff(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             array = series.asarray()
             axes = series.axes
     except Exception as error:  # tifffile raises many types for broken files
         raise InputError(path, f"unreadable or truncated TIFF ({_describe(error)})") from error
+    if errors:
+        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
     return _drop_singleton_axes(array, axes)
 
 
@@ -37,11 +42,13 @@ def tiff_shape(path: str | Path) -> tuple[int, ...]:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, axes = series.shape, series.axes
     except Exception as error:
-        raise InputError(path, f"unreadable TIFF ({_describe(error)})") from error
+        raise InputError(path, f"unreadable or truncated TIFF ({_describe(error)})") from error
+    if errors:
+        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
     return tuple(n for n, axis in zip(shape, axes, strict=True) if n > 1 or axis in "YXS")
 
 
@@ -64,6 +71,32 @@ def write_tiff(
         options = {"photometric": "minisblack"}
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, compression=compression, **options)
+
+
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """Collect the errors tifffile logs instead of raising.
+
+    For a cut-off multi-page file tifffile logs "invalid page offset" and
+    returns the pages it could read: without this, a truncated 40-channel
+    image would silently load as a 1-channel one.
+    """
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage().split("> ", 1)[-1])
+
+    tifffile_logger = logging.getLogger("tifffile")
+    handler = Collect(level=logging.ERROR)
+    tifffile_logger.addHandler(handler)
+    propagate = tifffile_logger.propagate
+    tifffile_logger.propagate = False  # reported as one InputError, not as log noise
+    try:
+        yield messages
+    finally:
+        tifffile_logger.removeHandler(handler)
+        tifffile_logger.propagate = propagate
 
 
 def _drop_singleton_axes(array: np.ndarray, axes: str) -> np.ndarray:
