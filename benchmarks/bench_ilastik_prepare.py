@@ -1,4 +1,4 @@
-"""Benchmark ``classify ilastik prepare``: ours (2 worker processes) vs steinbock 0.16.5.
+"""Benchmark ``classify ilastik prepare``: our CLI (2 worker processes) vs steinbock 0.16.5.
 
 Makes N synthetic float32 TIFF images (default 8 x 40 channels x 1000 x 1000 px) and a
 panel with three ilastik groups, runs steinbock's own CLI (installed in its own venv:
@@ -22,26 +22,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import tifffile
-
-CODE = """
-import json, sys, time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-from steinbock_like.classify.ilastik.prepare import crop_plan, write_prepared_image
-from steinbock_like.io.images import list_images, image_name
-from steinbock_like.io.panel import read_panel
-
-def job(args):
-    image, position = args
-    return write_prepared_image(image, read_panel("panel.csv"), "ilastik_img", "ilastik_crops",
-                                position, cropsize=CROPSIZE, scale=2)
-
-CROPSIZE = int(sys.argv[1]); workers = int(sys.argv[2])
-images = list_images("img")
-plan = crop_plan(images, scale=2, cropsize=CROPSIZE, seed=123)
-with ProcessPoolExecutor(workers) as pool:
-    list(pool.map(job, [(p, plan[image_name(p)]) for p in images]))
-"""
 
 
 def make_data(directory: Path, images: int, size: int, channels: int) -> None:
@@ -115,8 +95,22 @@ def main() -> None:
             theirs_dir,
         )
     # each child gets its own getrusage entry only after exit; run ours in a fresh process
+    ours = Path(sys.executable).parent / "steinbock-like"
     results["ours"] = timed(
-        [sys.executable, "-c", CODE, str(args.cropsize), str(args.workers)], ours_dir
+        [
+            str(ours),
+            "-q",
+            "classify",
+            "ilastik",
+            "prepare",
+            "--cropsize",
+            str(args.cropsize),
+            "--seed",
+            "123",
+            "--workers",
+            str(args.workers),
+        ],
+        ours_dir,
     )
 
     report = {
@@ -139,8 +133,8 @@ def main() -> None:
         report["ilastik_img_equal"] = bool(equal)
         report["ilastik_img_max_rel_diff"] = worst
         report["crop_names_equal"] = sorted(
-            p.name for p in (theirs_dir / "ilastik_crops").iterdir()
-        ) == sorted(p.name for p in (ours_dir / "ilastik_crops").iterdir())
+            p.name for p in (theirs_dir / "ilastik_crops").glob("*.h5")
+        ) == sorted(p.name for p in (ours_dir / "ilastik_crops").glob("*.h5"))
     else:
         report["steinbock"] = f"not found at {args.steinbock}"
     print(json.dumps(report, indent=2))
