@@ -66,6 +66,10 @@ Models are never downloaded. A name (cyto3, cyto2, cyto, nuclei with Cellpose
 Cellpose's model directory ($CELLPOSE_LOCAL_MODELS_PATH, else
 ~/.cellpose/models); --model PATH loads a custom model. The model, its SHA-256
 and the Cellpose version go into run_metadata.json.
+
+Images larger than --block-size are segmented block by block with
+--block-overlap px of context, each cell kept by the block holding its centre,
+so memory stays bounded whatever the image size.
 """
 
 
@@ -119,6 +123,20 @@ and the Cellpose version go into run_metadata.json.
     show_default=True,
     help="Overlap between network tiles (fraction).",
 )
+@click.option(
+    "--block-size",
+    type=click.IntRange(min=0),
+    default=2048,
+    show_default=True,
+    help="Segment larger images in blocks of this size (px), bounding memory; 0: whole image.",
+)
+@click.option(
+    "--block-overlap",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Context (px) around each block; make it larger than the largest cell.",
+)
 @click.option("--gpu/--no-gpu", default=False, show_default=True, help="Run on a GPU.")
 @click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
 @click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
@@ -162,6 +180,8 @@ def cellpose_cmd(
     min_size: int,
     batch_size: int,
     tile_overlap: float,
+    block_size: int,
+    block_overlap: int,
     gpu: bool,
     minmax: bool,
     zscore: bool,
@@ -229,6 +249,8 @@ def cellpose_cmd(
         aggr=aggr,
         stain=stain,
         threads=threads,
+        block_size=block_size,
+        block_overlap=block_overlap,
     )
     model_record = {
         "name": model_file.name,
@@ -250,6 +272,8 @@ def cellpose_cmd(
             "min_size": min_size,
             "batch_size": batch_size,
             "tile_overlap": tile_overlap,
+            "block_size": block_size,
+            "block_overlap": block_overlap,
             "gpu": gpu,
             "normalize": task.normalize,
             "aggr": aggr,
