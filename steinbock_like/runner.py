@@ -129,6 +129,12 @@ class LocalExecutor:
             try:
                 for future in concurrent.futures.as_completed(futures):
                     yield future.result()
+            except concurrent.futures.process.BrokenProcessPool as error:
+                # A worker died (out of memory, or its setup() failed): say what to try.
+                raise SteinbockLikeError(
+                    "a worker process died (out of memory, or it could not start): "
+                    "rerun with fewer --workers, or with --workers 1 to see the error"
+                ) from error
             except BaseException:
                 for future in futures:
                     future.cancel()

@@ -138,3 +138,16 @@ def test_input_error_message_is_kept_verbatim(tmp_path):
     jobs = make_jobs(tmp_path, n=1)
     summary = run(task, jobs)
     assert summary.failed[0].error == f"{jobs[0].inputs['image']}: bad things"
+
+
+class SetupFails(ThresholdTask):
+    def setup(self):
+        raise RuntimeError("model file is corrupt")
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path):
+    jobs = make_jobs(tmp_path, n=3)
+    with pytest.raises(SteinbockLikeError, match="worker process died"):
+        run(SetupFails(0.5), jobs, executor=LocalExecutor(2))
+    with pytest.raises(RuntimeError, match="model file is corrupt"):  # one worker: the cause
+        run(SetupFails(0.5), jobs, overwrite=True)
