@@ -1,0 +1,280 @@
+"""``steinbock-like segment cellpose``: Cellpose on multiplexed or brightfield images."""
+
+import logging
+from pathlib import Path
+
+import click
+
+from steinbock_like import layout
+from steinbock_like.cli.options import (
+    AppContext,
+    img_option,
+    panel_option,
+    pass_app,
+    path_option,
+    run_jobs,
+    runner_options,
+)
+from steinbock_like.errors import InputError, SteinbockLikeError
+from steinbock_like.runner import Job
+
+logger = logging.getLogger("steinbock_like")
+
+
+CELLPOSE_HELP = """Segment cells with Cellpose (3.x or 4.x, detected at run time).
+
+\b
+Multiplexed images (default): the panel's 'cellpose' column groups channels:
+  1 = cytoplasm/membrane signal (segmented), 2 = nuclear signal (helper).
+Each group's channels are optionally normalised one by one (--minmax or
+--zscore) and aggregated (--aggr, mean by default). A panel with only group 2
+segments the nuclear signal (e.g. with --model nuclei).
+
+\b
+Brightfield IHC/H&E (--stain hed): RGB TIFFs are deconvolved into
+haematoxylin, eosin and DAB; the haematoxylin channel (nuclei bright,
+histogram-equalised) is segmented.
+
+With --tissue-masks DIR (binary masks NAME.tiff of the region of interest, same
+size as the image) only the tissue's bounding box is segmented and objects
+outside the tissue are removed; masks stay in full-image coordinates.
+
+Models are never downloaded. A name (cyto3, cyto2, cyto, nuclei with Cellpose
+3; cpsam with Cellpose 4; or a user model's file name) is looked up in
+Cellpose's model directory ($CELLPOSE_LOCAL_MODELS_PATH, else
+~/.cellpose/models); --model PATH loads a custom model. The model, its SHA-256
+and the Cellpose version go into run_metadata.json.
+
+Images larger than --block-size are segmented block by block with
+--block-overlap px of context, each cell kept by the block holding its centre,
+so memory stays bounded whatever the image size.
+"""
+
+
+@click.command(name="cellpose", help=CELLPOSE_HELP)
+@click.option(
+    "--model",
+    "model",
+    default=None,
+    metavar="NAME|PATH",
+    help="Cellpose model name or weights file [default: cyto3 with Cellpose 3, cpsam with 4].",
+)
+@click.option(
+    "--diameter",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="PX",
+    help="Typical cell diameter in pixels [default: the model's own].",
+)
+@click.option(
+    "--flow-threshold",
+    type=float,
+    default=0.4,
+    show_default=True,
+    help="Maximum flow error of a kept object (higher: more objects).",
+)
+@click.option(
+    "--cellprob-threshold",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Cell probability threshold (lower: more and larger objects).",
+)
+@click.option(
+    "--min-size",
+    type=click.IntRange(min=0),
+    default=15,
+    show_default=True,
+    help="Objects smaller than this (px) are removed.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Network tiles evaluated at once.",
+)
+@click.option(
+    "--tile-overlap",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Overlap between network tiles (fraction).",
+)
+@click.option(
+    "--block-size",
+    type=click.IntRange(min=0),
+    default=2048,
+    show_default=True,
+    help="Segment larger images in blocks of this size (px), bounding memory; 0: whole image.",
+)
+@click.option(
+    "--block-overlap",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Context (px) around each block; make it larger than the largest cell.",
+)
+@click.option("--gpu/--no-gpu", default=False, show_default=True, help="Run on a GPU.")
+@click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
+@click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
+@click.option(
+    "--aggr",
+    default="mean",
+    show_default=True,
+    help="numpy function that merges a group's channels (mean, median, max, sum...).",
+)
+@click.option(
+    "--stain",
+    type=click.Choice(["hed"]),
+    default=None,
+    help="Brightfield stain of RGB input images (hed: segment the haematoxylin).",
+)
+@click.option(
+    "--tissue-masks",
+    "tissue_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of tissue masks (NAME.tiff, nonzero = tissue) to segment within.",
+)
+@click.option(
+    "--figures",
+    "figures_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write one PNG per image here: input, preprocessed channel(s), outlines.",
+)
+@img_option()
+@panel_option()
+@path_option("-o", "--masks", "masks_dir", default=layout.MASKS, help="Output cell masks.")
+@runner_options
+@pass_app
+def cellpose_cmd(
+    app: AppContext,
+    model: str | None,
+    diameter: float | None,
+    flow_threshold: float,
+    cellprob_threshold: float,
+    min_size: int,
+    batch_size: int,
+    tile_overlap: float,
+    block_size: int,
+    block_overlap: int,
+    gpu: bool,
+    minmax: bool,
+    zscore: bool,
+    aggr: str,
+    stain: str | None,
+    tissue_dir: Path | None,
+    figures_dir: Path | None,
+    img_dir: Path,
+    panel_file: Path,
+    masks_dir: Path,
+    workers: int,
+    overwrite: bool,
+    resume: bool,
+) -> None:
+    import os
+
+    from steinbock_like.channels import aggregation_function
+    from steinbock_like.io.images import image_name, list_images
+    from steinbock_like.models import sha256_of_file
+    from steinbock_like.segment import cellpose as cp
+    from steinbock_like.tasks.cellpose import CellposeTask
+
+    if minmax and zscore:
+        raise SteinbockLikeError("--minmax and --zscore exclude each other: choose one")
+    version = cp.cellpose_version()
+    major = cp.api_major(version)
+    model_file = cp.resolve_model(model or cp.default_model(major), major=major)
+
+    panel = None
+    if stain is None:
+        from steinbock_like.io.panel import read_panel
+
+        panel = read_panel(app.path(panel_file))
+        cp.cellpose_groups(panel)  # fail now, not once per image
+        aggregation_function(aggr)
+
+    images = list_images(app.path(img_dir))
+    jobs = []
+    for image_path in images:
+        name = image_name(image_path)
+        inputs = {"image": image_path}
+        if tissue_dir is not None:
+            inputs["tissue"] = _tissue_mask_path(app.path(tissue_dir), name)
+        outputs = {"mask": app.path(masks_dir) / f"{name}{layout.MASK_SUFFIX}"}
+        if figures_dir is not None:
+            outputs["figure"] = app.path(figures_dir) / f"{name}.png"
+        jobs.append(Job(name, inputs, outputs))
+
+    settings = cp.CellposeSettings(
+        diameter=diameter,
+        flow_threshold=flow_threshold,
+        cellprob_threshold=cellprob_threshold,
+        min_size=min_size,
+        batch_size=batch_size,
+        tile_overlap=tile_overlap,
+        gpu=gpu,
+    )
+    # Worker processes share the CPU cores instead of each taking all of them.
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    task = CellposeTask(
+        model_file.path,
+        settings,
+        panel=panel,
+        normalize="minmax" if minmax else "zscore" if zscore else None,
+        aggr=aggr,
+        stain=stain,
+        threads=threads,
+        block_size=block_size,
+        block_overlap=block_overlap,
+    )
+    model_record = {
+        "name": model_file.name,
+        "path": str(model_file.path),
+        "builtin": model_file.builtin,
+        "sha256": sha256_of_file(model_file.path),
+        "cellpose": version,
+        "api": f"{major}.x",
+    }
+    summary = run_jobs(
+        task,
+        jobs,
+        command="segment cellpose",
+        parameters={
+            "model": model_file.name,
+            "diameter": diameter,
+            "flow_threshold": flow_threshold,
+            "cellprob_threshold": cellprob_threshold,
+            "min_size": min_size,
+            "batch_size": batch_size,
+            "tile_overlap": tile_overlap,
+            "block_size": block_size,
+            "block_overlap": block_overlap,
+            "gpu": gpu,
+            "normalize": task.normalize,
+            "aggr": aggr,
+            "stain": stain,
+            "tissue_masks": tissue_dir,
+            "figures": figures_dir,
+            "img": img_dir,
+            "panel": None if stain else panel_file,
+            "masks": masks_dir,
+        },
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+        extra_metadata={"model": model_record},
+    )
+    objects = sum(r.info.get("objects", 0) for r in summary.results if r.info)
+    logger.info("segment cellpose: %d objects in %d images", objects, summary.count("ok"))
+
+
+def _tissue_mask_path(directory: Path, name: str) -> Path:
+    """The tissue mask of image ``name``: NAME.tiff or NAME.tif in ``directory``."""
+    for suffix in layout.IMAGE_SUFFIXES:
+        candidate = directory / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise InputError(directory / f"{name}{layout.MASK_SUFFIX}", "tissue mask not found")
