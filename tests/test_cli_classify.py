@@ -6,22 +6,14 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import run
 from test_ilastik_binary import make_fake
 
 from steinbock_like.classify.ilastik.project import read_project_summary
-from steinbock_like.cli.main import main
 from steinbock_like.io.ilastik import read_ilastik_crop, read_ilastik_image
 from steinbock_like.io.masks import read_mask
 from steinbock_like.io.probabilities import read_probabilities
 from steinbock_like.metrics import object_f1
-
-
-def run(*args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
 
 
 def test_prepare_reproduces_steinbock_ilastik_images(refdata, tmp_path, capsys):

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run
 
-from steinbock_like.cli.main import main
 from steinbock_like.io.masks import read_mask, write_mask
 
 
@@ -22,14 +22,6 @@ def make_pair(root, name, shape=(20, 20)):
     write_mask(root / "masks" / f"{name}.tiff", cells)
     write_mask(root / "masks_nuclei" / f"{name}.tiff", nuclei)
     return cells, nuclei
-
-
-def run(*args):
-    try:
-        main(list(args))
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
 
 
 def test_repair_writes_matched_masks_metrics_and_metadata(tmp_path, capsys):

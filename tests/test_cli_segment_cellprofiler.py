@@ -7,19 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
-from steinbock_like.cli.main import main
 from steinbock_like.io.masks import read_mask
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(*args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
 
 
 def cellprofiler_python():

@@ -5,19 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_helpers import run
 
-from steinbock_like.cli.main import main
 from steinbock_like.io.masks import read_mask
 
 pytest.importorskip("onnxruntime")
-
-
-def run(*args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
 
 
 @pytest.fixture

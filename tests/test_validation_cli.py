@@ -2,20 +2,12 @@
 
 import numpy as np
 import tifffile
+from cli_helpers import run
 
-from steinbock_like.cli.main import main
 from steinbock_like.io.images import write_image
 from steinbock_like.io.masks import write_mask
 
 PANEL = "channel,name,ilastik,deepcell\nA,a,1,1\nB,b,2,2\nC,c,2,\n"
-
-
-def run(*args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
 
 
 def dataset(root, panel=PANEL):
