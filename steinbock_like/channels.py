@@ -94,6 +94,9 @@ def aggregate_groups(
     function = aggregation_function(aggr)
     out = np.empty((len(groups), *image.shape[1:]), dtype=np.float32)
     for i, label in enumerate(sorted(groups)):
-        members = [normalize_channel(image[c], normalize) for c in groups[label]]
-        out[i] = function(np.stack(members), axis=0)
+        if normalize is None:  # index the channels directly: one copy, not two
+            members = np.asarray(image[groups[label]], dtype=np.float32)
+        else:
+            members = np.stack([normalize_channel(image[c], normalize) for c in groups[label]])
+        out[i] = function(members, axis=0)
     return out
