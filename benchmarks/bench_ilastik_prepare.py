@@ -13,7 +13,9 @@ wall time, peak memory (max RSS of the process tree, from ``getrusage``) and whe
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,13 @@ def timed(args: list[str], cwd: Path) -> tuple[float, float]:
     A fresh wrapper process runs the command, so each measurement sees only its own
     descendants (``RUSAGE_CHILDREN`` keeps the maximum over every waited-for child).
     """
+    for name in ("ilastik_img", "ilastik_crops", "pixel_classifier.ilp"):
+        target = cwd / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    os.sync()  # the previous run's written-back pages must not slow this one
     output = subprocess.run(
         [sys.executable, "-c", WRAPPER, *args], cwd=cwd, check=True, capture_output=True, text=True
     ).stdout.split()
@@ -67,6 +76,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steinbock", default="/tmp/steinbock-venv/bin/steinbock")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each tool (median)")
     args = parser.parse_args()
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-ilastik-"))
@@ -74,44 +84,33 @@ def main() -> None:
     if not data.exists():
         make_data(data, args.images, args.size, args.channels)
     ours_dir, theirs_dir = root / "ours", root / "steinbock"
-    results = {}
     for directory in (theirs_dir, ours_dir):
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         (directory / "img").symlink_to(data / "img")
         shutil.copy(data / "panel.csv", directory)
+    commands = {}
     if Path(args.steinbock).is_file():
-        results["steinbock"] = timed(
-            [
-                args.steinbock,
-                "classify",
-                "ilastik",
-                "prepare",
-                "--cropsize",
-                str(args.cropsize),
-                "--seed",
-                "123",
-            ],
+        commands["steinbock"] = (
+            [args.steinbock, "classify", "ilastik", "prepare"]
+            + ["--cropsize", str(args.cropsize), "--seed", "123"],
             theirs_dir,
         )
-    # each child gets its own getrusage entry only after exit; run ours in a fresh process
     ours = Path(sys.executable).parent / "steinbock-like"
-    results["ours"] = timed(
-        [
-            str(ours),
-            "-q",
-            "classify",
-            "ilastik",
-            "prepare",
-            "--cropsize",
-            str(args.cropsize),
-            "--seed",
-            "123",
-            "--workers",
-            str(args.workers),
-        ],
+    commands["ours"] = (
+        [str(ours), "-q", "classify", "ilastik", "prepare"]
+        + ["--cropsize", str(args.cropsize), "--seed", "123", "--workers", str(args.workers)],
         ours_dir,
     )
+    # Alternate the tools so that neither always runs on a warmer cache; median of repeats.
+    runs = {name: [] for name in commands}
+    for _ in range(args.repeats):
+        for name, (command, directory) in commands.items():
+            runs[name].append(timed(command, directory))
+    results = {
+        name: (statistics.median(w for w, _ in values), max(m for _, m in values))
+        for name, values in runs.items()
+    }
 
     report = {
         k: {"wall_s": round(v[0], 2), "peak_rss_mib": round(v[1])} for k, v in results.items()

@@ -4,7 +4,7 @@ Pure functions on arrays; the panel is a validated DataFrame from
 :func:`steinbock_like.io.panel.read_panel`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -99,4 +99,57 @@ def aggregate_groups(
         else:
             members = np.stack([normalize_channel(image[c], normalize) for c in groups[label]])
         out[i] = function(members, axis=0)
+    return out
+
+
+# Reductions that can be computed one channel at a time, giving the same float32 values
+# as numpy's reduction over a stack (which also adds the stacked channels in order).
+STREAMING_AGGREGATIONS = {"mean": np.add, "sum": np.add, "max": np.maximum, "min": np.minimum}
+
+
+def aggregate_groups_streaming(
+    channels: Iterable[tuple[int, np.ndarray]],
+    groups: dict[float, list[int]],
+    *,
+    aggr: str = "mean",
+) -> np.ndarray:
+    """:func:`aggregate_groups` (without normalisation) over channels that arrive one by one.
+
+    Memory is one accumulator per group instead of the whole image, so huge
+    multichannel images can be aggregated channel by channel from disk.
+
+    Parameters
+    ----------
+    channels : iterable of (int, ndarray)
+        ``(channel index, YX array)`` in ascending index order, covering every grouped
+        channel (others are ignored).
+    groups : dict
+        Group label -> channel indices, as from :func:`channel_groups`.
+    aggr : {"mean", "sum", "max", "min"}
+
+    Returns
+    -------
+    ndarray of float32, shape (len(groups), Y, X)
+    """
+    if aggr not in STREAMING_AGGREGATIONS:
+        raise ValueError(f"{aggr!r} cannot be computed channel by channel")
+    combine = STREAMING_AGGREGATIONS[aggr]
+    labels = sorted(groups)
+    group_of = {c: i for i, label in enumerate(labels) for c in groups[label]}
+    accumulators: list[np.ndarray | None] = [None] * len(labels)
+    for index, channel in channels:
+        if index not in group_of:
+            continue
+        slot = group_of[index]
+        channel = np.asarray(channel, dtype=np.float32)
+        if accumulators[slot] is None:
+            accumulators[slot] = channel.copy()
+        else:
+            combine(accumulators[slot], channel, out=accumulators[slot])
+    if any(accumulator is None for accumulator in accumulators):
+        raise ValueError("not every grouped channel was given")
+    out = np.stack(accumulators)
+    if aggr == "mean":
+        for i, label in enumerate(labels):
+            out[i] /= np.float32(len(groups[label]))
     return out

@@ -1,7 +1,7 @@
 """Multichannel images: TIFF/OME-TIFF in CYX order, read as float32 without rescaling."""
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +9,7 @@ import tifffile
 
 from steinbock_like.errors import InputError
 from steinbock_like.io.atomic import atomic_path
-from steinbock_like.io.tiff import read_tiff, tiff_shape, write_tiff
+from steinbock_like.io.tiff import read_tiff, tiff_shape, tifffile_errors, write_tiff
 from steinbock_like.layout import IMAGE_SUFFIXES
 
 
@@ -38,6 +38,49 @@ def read_image(path: str | Path, *, num_channels: int | None = None) -> np.ndarr
             path, f"image has {array.shape[0]} channels but the panel lists {num_channels}"
         )
     return array.astype(np.float32, copy=False)
+
+
+def iter_image_channels(
+    path: str | Path, indices: Iterable[int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, channel)`` pairs (float32 YX) of an image, one channel in memory at a time.
+
+    Where the TIFF stores one page per channel (as steinbock and this toolkit write
+    images) only the requested pages are read; other layouts are read whole once.
+
+    Raises
+    ------
+    InputError
+        For an unreadable or truncated file, or an index beyond the channel count.
+    """
+    num_channels, height, width = image_shape(path)
+    indices = list(range(num_channels)) if indices is None else list(indices)
+    bad = [i for i in indices if not 0 <= i < num_channels]
+    if bad:
+        raise InputError(path, f"channel {bad[0]} requested but the image has {num_channels}")
+    pages = None
+    try:
+        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if len(series.pages) == num_channels and all(
+                page is not None and page.shape == (height, width) for page in series.pages
+            ):
+                pages = series.pages
+                for index in indices:
+                    channel = pages[index].asarray()
+                    if errors:
+                        break
+                    yield index, channel.astype(np.float32, copy=False)
+    except InputError:
+        raise
+    except Exception as error:
+        raise InputError(path, f"unreadable or truncated TIFF ({type(error).__name__})") from error
+    if errors:
+        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
+    if pages is None:  # channels are not pages (e.g. interleaved samples): read it whole
+        image = read_image(path)
+        for index in indices:
+            yield index, image[index]
 
 
 def image_shape(path: str | Path) -> tuple[int, int, int]:

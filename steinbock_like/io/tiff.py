@@ -25,7 +25,7 @@ def read_tiff(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
+        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             array = series.asarray()
             axes = series.axes
@@ -42,7 +42,7 @@ def tiff_shape(path: str | Path) -> tuple[int, ...]:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
+        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, axes = series.shape, series.axes
     except Exception as error:
@@ -74,7 +74,7 @@ def write_tiff(
 
 
 @contextlib.contextmanager
-def _tifffile_errors() -> Iterator[list[str]]:
+def tifffile_errors() -> Iterator[list[str]]:
     """Collect the errors tifffile logs instead of raising.
 
     For a cut-off multi-page file tifffile logs "invalid page offset" and

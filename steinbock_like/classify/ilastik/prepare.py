@@ -19,10 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steinbock_like.channels import aggregate_groups, aggregation_function, channel_groups
+from steinbock_like.channels import (
+    STREAMING_AGGREGATIONS,
+    aggregate_groups,
+    aggregate_groups_streaming,
+    aggregation_function,
+    channel_groups,
+)
 from steinbock_like.errors import SteinbockLikeError
 from steinbock_like.io.ilastik import SUFFIX, write_ilastik_crop, write_ilastik_image
-from steinbock_like.io.images import image_name, image_shape, read_image
+from steinbock_like.io.images import image_name, image_shape, iter_image_channels, read_image
 from steinbock_like.io.panel import kept, panel_for_image
 
 logger = logging.getLogger(__name__)
@@ -325,13 +331,24 @@ def prepare_image(
     ``panel`` (as read by :func:`steinbock_like.io.panel.read_panel`) selects the
     channels and groups; None uses every channel.
     """
-    image = read_image(image_path)
     groups, channels = None, None
     if panel is not None:
-        rows = panel_for_image(panel, image.shape[0], image_path)
+        rows = panel_for_image(panel, image_shape(image_path)[0], image_path)
         groups = ilastik_groups(rows)
         if groups is None and len(kept(rows)) != len(rows):
             channels = kept_channel_indices(rows)
+    if groups and aggr in STREAMING_AGGREGATIONS:
+        # Only the grouped channels are read, one at a time: memory stays at the
+        # group aggregates whatever the channel count (same values as the full read).
+        needed = sorted(c for members in groups.values() for c in members)
+        aggregates = aggregate_groups_streaming(
+            iter_image_channels(image_path, needed), groups, aggr=aggr
+        )
+        merged = {label: [i] for i, label in enumerate(sorted(groups))}
+        return ilastik_image(
+            aggregates, merged, aggr="mean", mean=mean, meanfactor=meanfactor, scale=scale
+        )
+    image = read_image(image_path)
     return ilastik_image(
         image, groups, channels=channels, aggr=aggr, mean=mean, meanfactor=meanfactor, scale=scale
     )
