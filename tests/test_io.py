@@ -214,3 +214,34 @@ def test_panel_examples_are_valid():
         panel = read_panel(path)
         groups = channel_groups(panel_for_image(panel, int(panel["keep"].sum())), "deepcell")
         assert sorted(groups) == [1.0, 2.0], path.name
+
+
+@pytest.mark.parametrize("aggr", ["mean", "sum", "max", "min"])
+def test_streaming_aggregation_equals_the_stacked_one_bit_for_bit(tmp_path, aggr):
+    from steinbock_like.channels import aggregate_groups_streaming
+    from steinbock_like.io.images import iter_image_channels
+
+    image = np.random.default_rng(1).gamma(1.0, 5.0, (7, 33, 41)).astype(np.float32)
+    write_image(tmp_path / "a.tiff", image)
+    groups = {1.0: [0, 2, 5], 2.0: [3], 4.0: [1, 6]}
+    needed = sorted(c for members in groups.values() for c in members)
+    streamed = aggregate_groups_streaming(
+        iter_image_channels(tmp_path / "a.tiff", needed), groups, aggr=aggr
+    )
+    assert np.array_equal(streamed, aggregate_groups(image, groups, aggr=aggr))
+
+
+def test_channel_iteration_reads_requested_pages_and_reports_truncation(tmp_path):
+    from steinbock_like.io.images import iter_image_channels
+
+    image = np.arange(4 * 16 * 16, dtype=np.float32).reshape(4, 16, 16)
+    write_image(tmp_path / "a.tiff", image)
+    got = dict(iter_image_channels(tmp_path / "a.tiff", [3, 1]))
+    assert sorted(got) == [1, 3] and np.array_equal(got[3], image[3])
+    with pytest.raises(InputError, match="channel 4 requested but the image has 4"):
+        list(iter_image_channels(tmp_path / "a.tiff", [4]))
+    tifffile.imwrite(tmp_path / "raw.tiff", image, photometric="minisblack")
+    raw = (tmp_path / "raw.tiff").read_bytes()
+    (tmp_path / "cut.tiff").write_bytes(raw[: len(raw) * 3 // 4])
+    with pytest.raises(InputError, match="unreadable or truncated TIFF"):
+        list(iter_image_channels(tmp_path / "cut.tiff"))
