@@ -31,15 +31,12 @@ import numpy as np
 
 def train_small_model(work: Path, *, epochs: int = 10, seed: int = 11) -> Path:
     """Train a Cellpose 3 model briefly on example images; return the weights file."""
-    import torch
-    from cellpose import models, train
-
     from steinbock_like import layout
     from steinbock_like.example import write_example_imc
     from steinbock_like.io.images import read_image
     from steinbock_like.io.masks import read_mask
     from steinbock_like.io.panel import read_panel
-    from steinbock_like.segment.cellpose import prepare_channels
+    from steinbock_like.segment.cellpose import prepare_channels, train_cellpose_model
 
     root = work / "train"
     example = write_example_imc(root, images=8, size=128, seed=seed)
@@ -52,27 +49,9 @@ def train_small_model(work: Path, *, epochs: int = 10, seed: int = 11) -> Path:
         read_mask(root / layout.MASKS_TRUTH / f"{name}.tiff").astype(np.int32)
         for name in example.images
     ]
-    torch.manual_seed(0)
-    np.random.seed(0)  # noqa: NPY002 (Cellpose's augmentation uses numpy's global state)
-    model = models.CellposeModel(gpu=False, pretrained_model=False, mkldnn=False, diam_mean=11.0)
-    (work / "model").mkdir(exist_ok=True)
-    path, _, _ = train.train_seg(
-        model.net,
-        train_data=images,
-        train_labels=labels,
-        channels=[1, 2],
-        channel_axis=0,
-        save_path=work / "model",
-        n_epochs=epochs,
-        learning_rate=0.1,
-        weight_decay=1e-4,
-        SGD=True,
-        batch_size=8,
-        bsize=96,
-        model_name="bench_small",
-        min_train_masks=1,
+    return train_cellpose_model(
+        images, labels, work / "model", epochs=epochs, diameter=11.0, model_name="bench_small"
     )
-    return Path(path)
 
 
 def main() -> None:

@@ -19,42 +19,8 @@ import sys
 import time
 
 import numpy as np
-from scipy import ndimage
-from skimage.segmentation import find_boundaries
 
-
-def synthetic_tissue(shape, *, spacing=16, seed=0):
-    """Dense synthetic tissue (float32 YX nuclear and membrane channels).
-
-    Voronoi cells around jittered grid points: bright nuclear discs at the
-    points, membrane signal on the cell borders, noise on both channels.
-    """
-    rng = np.random.default_rng(seed)
-    height, width = shape
-    grid_y, grid_x = np.meshgrid(
-        np.arange(spacing / 2, height, spacing), np.arange(spacing / 2, width, spacing)
-    )
-    jitter = rng.uniform(-spacing / 5, spacing / 5, (2, grid_y.size))
-    centres_y = np.clip(grid_y.ravel() + jitter[0], 0, height - 1).astype(int)
-    centres_x = np.clip(grid_x.ravel() + jitter[1], 0, width - 1).astype(int)
-    not_centre = np.ones(shape, bool)
-    not_centre[centres_y, centres_x] = False
-    distance, nearest = ndimage.distance_transform_edt(not_centre, return_indices=True)
-    cell_ids = np.zeros(shape, np.int32)
-    cell_ids[centres_y, centres_x] = np.arange(1, centres_y.size + 1)
-    cell_ids = cell_ids[nearest[0], nearest[1]]
-    del nearest
-    brightness = np.concatenate([[0], rng.uniform(0.5, 1.0, centres_y.size)]).astype(np.float32)
-    nuclear = ndimage.gaussian_filter(
-        ((distance <= spacing * 0.22) * brightness[cell_ids]).astype(np.float32), 1.5
-    )
-    del distance
-    membrane = ndimage.gaussian_filter(find_boundaries(cell_ids).astype(np.float32) + 0.2, 1.0)
-    del cell_ids
-    for channel in (nuclear, membrane):
-        channel += rng.normal(0, 0.03, shape).astype(np.float32)
-        np.clip(channel, 0, None, out=channel)
-    return nuclear, membrane
+from steinbock_like.example import two_channel_tissue
 
 
 def peak_rss_gb() -> float:
@@ -68,7 +34,7 @@ def run_child(args) -> None:
     segmenter = MesmerSegmenter(
         locate_mesmer_model(args.model), threads=args.threads, chunk_size=args.chunk_size
     )
-    nuclear, membrane = synthetic_tissue((args.child, args.child))
+    nuclear, membrane = two_channel_tissue((args.child, args.child))
     rss_input = peak_rss_gb()
     start = time.perf_counter()
     masks = segmenter.segment(nuclear, membrane, pixel_size_um=1.0)
@@ -109,7 +75,7 @@ def run_agreement(args) -> None:
     from steinbock_like.segment.mesmer import MesmerSegmenter
 
     segmenter = MesmerSegmenter(locate_mesmer_model(args.model), threads=args.threads)
-    nuclear, membrane = synthetic_tissue((args.agreement, args.agreement), seed=1)
+    nuclear, membrane = two_channel_tissue((args.agreement, args.agreement), seed=1)
     start = time.perf_counter()
     whole = segmenter.segment(nuclear, membrane, chunk_size=0)["whole-cell"]
     whole_seconds = time.perf_counter() - start

@@ -841,3 +841,43 @@ def training_labels(
     classes = np.where(nuclei > 0, 1, np.where(cells > 0, 2, 3)).astype(np.uint8)
     keep = inner & (rng.random(cells.shape) < fraction)
     return np.where(keep, classes, 0).astype(np.uint8)
+
+
+def two_channel_tissue(
+    shape: tuple[int, int], *, spacing: float = 16, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense tissue as two float32 YX channels (nuclear, membrane), e.g. for Mesmer.
+
+    Voronoi cells around grid points jittered by ``spacing / 5``: bright nuclear
+    discs at the points, membrane signal on the cell borders, noise on both.
+    Cheaper than :func:`simulate_tissue` and memory-frugal at 8000 x 8000.
+    """
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(seed)
+    height, width = shape
+    grid_y, grid_x = np.meshgrid(
+        np.arange(spacing / 2, height, spacing), np.arange(spacing / 2, width, spacing)
+    )
+    jitter = rng.uniform(-spacing / 5, spacing / 5, (2, grid_y.size))
+    centres_y = np.clip(grid_y.ravel() + jitter[0], 0, height - 1).astype(int)
+    centres_x = np.clip(grid_x.ravel() + jitter[1], 0, width - 1).astype(int)
+    not_centre = np.ones(shape, bool)
+    not_centre[centres_y, centres_x] = False
+    distance, nearest = ndimage.distance_transform_edt(not_centre, return_indices=True)
+    cell_ids = np.zeros(shape, np.int32)
+    cell_ids[centres_y, centres_x] = np.arange(1, centres_y.size + 1)
+    cell_ids = cell_ids[nearest[0], nearest[1]]
+    del nearest
+    brightness = np.concatenate([[0], rng.uniform(0.5, 1.0, centres_y.size)]).astype(np.float32)
+    nuclear = ndimage.gaussian_filter(
+        ((distance <= spacing * 0.22) * brightness[cell_ids]).astype(np.float32), 1.5
+    )
+    del distance
+    membrane = ndimage.gaussian_filter(find_boundaries(cell_ids).astype(np.float32) + 0.2, 1.0)
+    del cell_ids
+    for channel in (nuclear, membrane):
+        channel += rng.normal(0, 0.03, shape).astype(np.float32)
+        np.clip(channel, 0, None, out=channel)
+    return nuclear, membrane

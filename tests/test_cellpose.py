@@ -306,11 +306,7 @@ def trained_model(tmp_path_factory) -> Path:
 
     About 40 s on two busy CPU cores.
     """
-    cellpose = pytest.importorskip("cellpose")
-    del cellpose
-    import torch
-    from cellpose import models, train
-
+    pytest.importorskip("cellpose")
     from steinbock_like.example import write_example_imc
     from steinbock_like.io.images import read_image
     from steinbock_like.io.masks import read_mask
@@ -325,30 +321,14 @@ def trained_model(tmp_path_factory) -> Path:
         images.append(cp.prepare_channels(image, panel))
         truth = read_mask(root / layout.MASKS_TRUTH / f"{name}{layout.MASK_SUFFIX}")
         labels.append(truth.astype(np.int32))
-    torch.manual_seed(0)
-    np.random.seed(0)  # noqa: NPY002 (Cellpose's augmentation uses numpy's global state)
-    model = models.CellposeModel(
-        gpu=False, pretrained_model=False, mkldnn=False, diam_mean=TRAIN_DIAMETER
-    )
-    save_dir = root / "model"
-    save_dir.mkdir()
-    path, _, _ = train.train_seg(
-        model.net,
-        train_data=images,
-        train_labels=labels,
-        channels=[1, 2],
-        channel_axis=0,
-        save_path=save_dir,
-        n_epochs=TRAIN_EPOCHS,
-        learning_rate=0.1,
-        weight_decay=1e-4,
-        SGD=True,
-        batch_size=8,
-        bsize=96,
+    return cp.train_cellpose_model(
+        images,
+        labels,
+        root / "model",
+        epochs=TRAIN_EPOCHS,
+        diameter=TRAIN_DIAMETER,
         model_name="tiny",
-        min_train_masks=1,
     )
-    return Path(path)
 
 
 @pytest.fixture(scope="session")

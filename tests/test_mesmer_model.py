@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from scipy import ndimage
-from skimage.segmentation import find_boundaries
 
 from steinbock_like.errors import InputError
+from steinbock_like.example import two_channel_tissue
 from steinbock_like.segment.mesmer import MesmerSegmenter, mesmer_input
 from steinbock_like.segment.mesmer.model import MesmerNetwork
 
@@ -107,37 +106,9 @@ def test_both_compartments(refdata, segmenter):
     assert np.array_equal(only_nuclei["nuclear"], nuclei)
 
 
-def _synthetic_tissue(shape, *, spacing=32, seed=0):
-    """Dense tissue: Voronoi cells around jittered grid points, bright nuclear discs
-    at the points, membrane signal on the cell borders, plus noise."""
-    rng = np.random.default_rng(seed)
-    height, width = shape
-    grid_y, grid_x = np.meshgrid(
-        np.arange(spacing / 2, height, spacing), np.arange(spacing / 2, width, spacing)
-    )
-    jitter = rng.uniform(-spacing / 5, spacing / 5, (2, grid_y.size))
-    centres_y = np.clip(grid_y.ravel() + jitter[0], 0, height - 1).astype(int)
-    centres_x = np.clip(grid_x.ravel() + jitter[1], 0, width - 1).astype(int)
-    not_centre = np.ones(shape, bool)
-    not_centre[centres_y, centres_x] = False
-    distance, (nearest_y, nearest_x) = ndimage.distance_transform_edt(
-        not_centre, return_indices=True
-    )
-    cell_ids = np.zeros(shape, np.int32)
-    cell_ids[centres_y, centres_x] = np.arange(1, centres_y.size + 1)
-    cell_ids = cell_ids[nearest_y, nearest_x]
-    brightness = np.concatenate([[0], rng.uniform(0.5, 1.0, centres_y.size)])
-    nuclear = ((distance <= spacing * 0.22) * brightness[cell_ids]).astype(np.float32)
-    membrane = find_boundaries(cell_ids).astype(np.float32) + 0.2
-    nuclear = ndimage.gaussian_filter(nuclear, 1.5)
-    membrane = ndimage.gaussian_filter(membrane, 1.0)
-    noise = rng.normal(0, 0.03, (2, *shape)).astype(np.float32)
-    return np.clip(nuclear + noise[0], 0, None), np.clip(membrane + noise[1], 0, None)
-
-
 @pytest.mark.slow
 def test_chunked_agrees_with_whole_image(segmenter):
-    nuclear, membrane = _synthetic_tissue((1000, 1000))
+    nuclear, membrane = two_channel_tissue((1000, 1000), spacing=32)
     whole = segmenter.segment(nuclear, membrane, pixel_size_um=0.5, chunk_size=0)
     # 2 x 2 chunks with 256 px margins
     chunked = segmenter.segment(nuclear, membrane, pixel_size_um=0.5, chunk_size=500)

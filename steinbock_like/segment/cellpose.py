@@ -419,6 +419,65 @@ class CellposeSegmenter:
         return labels
 
 
+def train_cellpose_model(
+    images: list[np.ndarray],
+    labels: list[np.ndarray],
+    save_dir: str | Path,
+    *,
+    epochs: int = 10,
+    diameter: float = 11.0,
+    model_name: str = "small",
+    seed: int = 0,
+) -> Path:
+    """Train a Cellpose 3.x model of the default architecture from scratch on the CPU.
+
+    For tests and benchmarks where no pretrained weights can be downloaded: a few
+    epochs on a handful of small example images give a usable model.
+
+    Parameters
+    ----------
+    images : list of ndarray, shape (2, Y, X)
+        Inputs as :func:`prepare_channels` makes them (cytoplasm, nucleus).
+    labels : list of ndarray of int, shape (Y, X)
+        Ground-truth masks.
+    save_dir : path-like
+        Where Cellpose writes the weights (created if missing).
+    epochs, diameter, model_name, seed
+        Training length, the model's mean diameter (px), the file name, random seed.
+
+    Returns
+    -------
+    Path
+        The weights file.
+    """
+    import torch
+    from cellpose import models, train
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (Cellpose's augmentation uses numpy's global state)
+    model = models.CellposeModel(
+        gpu=False, pretrained_model=False, mkldnn=False, diam_mean=diameter
+    )
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    path, _, _ = train.train_seg(
+        model.net,
+        train_data=images,
+        train_labels=[np.asarray(label, dtype=np.int32) for label in labels],
+        channels=[1, 2],
+        channel_axis=0,
+        save_path=save_dir,
+        n_epochs=epochs,
+        learning_rate=0.1,
+        weight_decay=1e-4,
+        SGD=True,
+        batch_size=8,
+        bsize=96,
+        model_name=model_name,
+        min_train_masks=1,
+    )
+    return Path(path)
+
+
 def versions() -> dict[str, str]:
     """Cellpose and torch versions, for the run metadata (empty entries left out)."""
     found = {}
