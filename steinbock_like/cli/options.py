@@ -88,17 +88,21 @@ def run_jobs(
     jobs: list[Job],
     *,
     command: str,
-    parameters: dict[str, Any],
     workers: int,
     overwrite: bool,
     resume: bool,
+    parameters: dict[str, Any] | None = None,
     executor=None,
     **kwargs: Any,
 ) -> BatchSummary:
     """Run a batch with the shared runner and report it; fail if any image failed.
 
-    ``executor`` defaults to a :class:`LocalExecutor` with ``workers`` processes.
+    ``parameters`` (for the metadata) defaults to the options of the running click
+    command as the user gave them; ``executor`` defaults to a :class:`LocalExecutor`
+    with ``workers`` processes.
     """
+    if parameters is None:
+        parameters = dict(click.get_current_context().params)
     if not jobs:
         raise SteinbockLikeError(f"{command}: no input images found")
     summary = run_batch(
