@@ -26,10 +26,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from steinbock_like.classify.ilastik.classifier import PixelClassifier
 from steinbock_like.classify.ilastik.features import default_feature_selection
-from steinbock_like.classify.ilastik.native import (
+from steinbock_like.classify.ilastik.training import (
     LabelledImage,
-    PixelClassifier,
     fit_pixel_classifier,
     load_pixel_classifier,
 )

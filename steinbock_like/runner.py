@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from steinbock_like.errors import MissingToolError, OutputExistsError, SteinbockLikeError
 from steinbock_like.io.atomic import TEMP_PREFIX, write_text_atomic
+from steinbock_like.io.outputs import output_is_readable
 from steinbock_like.layout import RUN_METADATA
 
 logger = logging.getLogger(__name__)
@@ -392,26 +393,6 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
         with contextlib.suppress(importlib_metadata.PackageNotFoundError):
             versions[name] = importlib_metadata.version(name)
     return versions
-
-
-def output_is_readable(path: Path) -> bool:
-    """Whether an existing output can be opened (used by ``--resume``)."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            from steinbock_like.io.tiff import read_tiff
-
-            read_tiff(path)
-        elif suffix in (".h5", ".hdf5", ".ilp"):
-            import h5py
-
-            with h5py.File(path, "r"):
-                pass
-        else:
-            return path.stat().st_size > 0
-    except Exception:
-        return False
-    return True
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:

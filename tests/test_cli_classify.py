@@ -9,8 +9,8 @@ import pytest
 from cli_helpers import run
 from test_ilastik_binary import make_fake
 
-from steinbock_like.classify.ilastik.project import read_project_summary
 from steinbock_like.io.ilastik import read_ilastik_crop, read_ilastik_image
+from steinbock_like.io.ilastik_project import read_project
 from steinbock_like.io.masks import read_mask
 from steinbock_like.io.probabilities import read_probabilities
 from steinbock_like.metrics import object_f1
@@ -37,11 +37,11 @@ def test_prepare_reproduces_steinbock_ilastik_images(refdata, tmp_path, capsys):
             expected = file["img"][()]
         assert ours.shape == expected.shape
         assert np.max(np.abs(ours - expected) / np.maximum(np.abs(expected), 1e-6)) < 1e-4
-    summary = read_project_summary(tmp_path / "pixel_classifier.ilp")
-    assert summary["labels"] == ["Nucleus", "Cytoplasm", "Background"]
+    summary = read_project(tmp_path / "pixel_classifier.ilp")
+    assert summary.labels == ["Nucleus", "Cytoplasm", "Background"]
     crops = sorted(p.name for p in (tmp_path / "ilastik_crops").glob("*.h5"))
-    assert [lane["file_path"].split("/")[1] for lane in summary["lanes"]] == crops
-    assert all(lane["file_path"].startswith("ilastik_crops/") for lane in summary["lanes"])
+    assert [lane.file_path.split("/")[1] for lane in summary.lanes] == crops
+    assert all(lane.file_path.startswith("ilastik_crops/") for lane in summary.lanes)
     # the project may hold a user's labels: never replaced silently
     capsys.readouterr()
     assert run(*args, "--overwrite") == 0
@@ -54,11 +54,11 @@ def test_fix_converts_a_foreign_project(refdata, tmp_path, capsys):
     shutil.copytree(refdata / "ilastik_crops_original", tmp_path / "ilastik_crops")
     assert run("--data", tmp_path, "classify", "ilastik", "fix") == 0, capsys.readouterr().err
     assert (tmp_path / "pixel_classifier.ilp.bak").is_file()
-    summary = read_project_summary(tmp_path / "pixel_classifier.ilp")
-    for lane in summary["lanes"]:
-        assert lane["axes"] == ["c", "y", "x"]
-        crop = read_ilastik_crop(tmp_path / lane["file_path"].rsplit("/", 1)[0])
-        assert crop.dtype == np.float32 and crop.shape == tuple(lane["shape"])
+    summary = read_project(tmp_path / "pixel_classifier.ilp")
+    for lane in summary.lanes:
+        assert lane.axes == ["c", "y", "x"]
+        crop = read_ilastik_crop(tmp_path / lane.file_path.rsplit("/", 1)[0])
+        assert crop.dtype == np.float32 and crop.shape == tuple(lane.shape)
     assert "fixed" in capsys.readouterr().err
 
 

@@ -9,12 +9,11 @@ import pytest
 import tifffile
 
 from steinbock_like.classify.ilastik import features as ft
+from steinbock_like.classify.ilastik.classifier import UINT16_SCALE, predict_image_file
 from steinbock_like.classify.ilastik.features import FeatureSelection
-from steinbock_like.classify.ilastik.native import (
-    UINT16_SCALE,
+from steinbock_like.classify.ilastik.training import (
     load_or_train_pixel_classifier,
     load_pixel_classifier,
-    predict_image_file,
     read_training_data,
     store_pixel_classifier,
     train_pixel_classifier,

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from steinbock_like.classify.ilastik.axes import reorder_label_block, to_cyx
 from steinbock_like.classify.ilastik.project import (
     DEFAULT_FEATURE_SCALES,
     FEATURE_IDS,
@@ -13,13 +14,11 @@ from steinbock_like.classify.ilastik.project import (
     feature_selection,
     fix_project,
     lane_for_crop,
-    read_project_summary,
-    reorder_label_block,
-    to_cyx,
     write_new_project,
 )
 from steinbock_like.errors import InputError, SteinbockLikeError
 from steinbock_like.io.ilastik import list_ilastik_files, read_ilastik_crop, write_ilastik_crop
+from steinbock_like.io.ilastik_project import read_project
 
 
 def make_crops(directory, shapes):
@@ -65,25 +64,25 @@ def test_new_project_reads_back(tmp_path):
     project = tmp_path / "pixel_classifier.ilp"
     lanes = [lane_for_crop(p, project, (4, 50, 50)) for p in crops]
     write_new_project(project, lanes)
-    summary = read_project_summary(project)
-    assert summary["labels"] == ["Nucleus", "Cytoplasm", "Background"]
-    assert summary["colors"] == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
-    assert summary["feature_ids"] == list(FEATURE_IDS)
-    assert summary["scales"] == list(ILASTIK_SCALES)
-    assert (summary["features"] == feature_selection("default")).all()
-    assert summary["version"] == "1.3.3post3" and summary["workflow"] == "Pixel Classification"
-    assert [lane["file_path"] for lane in summary["lanes"]] == [
+    summary = read_project(project)
+    assert summary.labels == ["Nucleus", "Cytoplasm", "Background"]
+    assert summary.colors == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    assert summary.feature_ids == list(FEATURE_IDS)
+    assert summary.scales == list(ILASTIK_SCALES)
+    assert (summary.selection == feature_selection("default")).all()
+    assert summary.version == "1.3.3post3" and summary.workflow == "Pixel Classification"
+    assert [lane.file_path for lane in summary.lanes] == [
         f"ilastik_crops/{p.name}/crop" for p in crops
     ]
-    for lane, crop in zip(summary["lanes"], crops, strict=True):
-        assert lane["nickname"] == crop.stem
-        assert lane["shape"] == (4, 50, 50) and lane["axes"] == ["c", "y", "x"]
-        assert lane["info_class"] == "RelativeFilesystemDatasetInfo"
-        assert (project.parent / lane["file_path"]).parent.is_file()
-    assert summary["export"]["ExportDtype"] == "uint16"
-    assert summary["export"]["OutputAxisOrder"] == "yxc"
-    assert (summary["export"]["InputMin"], summary["export"]["InputMax"]) == (0.0, 1.0)
-    assert (summary["export"]["ExportMin"], summary["export"]["ExportMax"]) == (0, 65535)
+    for lane, crop in zip(summary.lanes, crops, strict=True):
+        assert lane.nickname == crop.stem
+        assert lane.shape == (4, 50, 50) and lane.axes == ["c", "y", "x"]
+        assert lane.info_class == "RelativeFilesystemDatasetInfo"
+        assert (project.parent / lane.file_path).parent.is_file()
+    assert summary.export["ExportDtype"] == "uint16"
+    assert summary.export["OutputAxisOrder"] == "yxc"
+    assert (summary.export["InputMin"], summary.export["InputMax"]) == (0.0, 1.0)
+    assert (summary.export["ExportMin"], summary.export["ExportMax"]) == (0, 65535)
     with h5py.File(project, "r") as file:
         assert list(file["PixelClassification/LabelSets"]) == ["labels000", "labels001"]
         assert len(file["Input Data/infos/lane0000/Prediction Mask"]) == 0
@@ -181,27 +180,27 @@ def test_fix_real_ilastik_project(refdata, tmp_path):
             assert dict(file["crop"].attrs) == reference_attrs
         assert ours.shape == reference.shape and ours.dtype == reference.dtype
         np.testing.assert_array_equal(ours, np.moveaxis(original[0], -1, 0))
-        # The reference crops hold the same pixels, but with channels 1 and 3 swapped
-        # (see the report: not steinbock's documented conversion); compare as such.
-        np.testing.assert_array_equal(ours[[0, 3, 2, 1]], reference)
+        # steinbock's own fix of the same original crops: identical, channel order included
+        np.testing.assert_array_equal(ours, reference)
 
-    summary = read_project_summary(project)
-    assert len(summary["lanes"]) == 15
+    summary = read_project(project)
+    assert len(summary.lanes) == 15
     shapes = {}
-    for lane in summary["lanes"]:
-        file_part, dataset = lane["file_path"].rsplit("/", 1)
+    for lane in summary.lanes:
+        file_part, dataset = lane.file_path.rsplit("/", 1)
         assert dataset == "crop" and not file_part.startswith("/")
         crop_path = project.parent / file_part
         assert crop_path.is_file() and crop_path.parent == crop_dir
-        assert lane["shape"] == read_ilastik_crop(crop_path).shape
-        assert lane["axes"] == ["c", "y", "x"]
-        assert lane["nickname"] == crop_path.stem
-        assert lane["info_class"] == "RelativeFilesystemDatasetInfo"
-        shapes[len(shapes)] = lane["shape"]
-    assert len({lane["file_path"] for lane in summary["lanes"]}) == 15
+        assert lane.shape == read_ilastik_crop(crop_path).shape
+        assert lane.axes == ["c", "y", "x"]
+        assert lane.nickname == crop_path.stem
+        assert lane.info_class == "RelativeFilesystemDatasetInfo"
+        shapes[len(shapes)] = lane.shape
+    assert len({lane.file_path for lane in summary.lanes}) == 15
 
-    assert len(summary["label_blocks"]) == 6
-    for lane_index, block_shape, block_slice in summary["label_blocks"]:
+    assert len(summary.label_blocks) == 6
+    for block in summary.label_blocks:
+        lane_index, block_shape, block_slice = block.lane, block.data.shape, block.block_slice
         bounds = [tuple(map(int, part.split(":"))) for part in block_slice[1:-1].split(",")]
         assert tuple(stop - start for start, stop in bounds) == block_shape
         assert bounds[0] == (0, 1)
@@ -214,7 +213,7 @@ def test_fix_real_ilastik_project(refdata, tmp_path):
         assert len(file["Input Data/local_data"]) == 0
         assert len(file["PixelClassification/ClassifierForests"]) == forests_before
 
-    export = summary["export"]
+    export = summary.export
     assert export["ExportDtype"] == "uint16" and export["OutputFormat"] == "tiff"
     assert export["OutputAxisOrder"] == "yxc"
     assert (export["InputMin"], export["InputMax"], export["ExportMin"], export["ExportMax"]) == (
@@ -228,7 +227,7 @@ def test_fix_real_ilastik_project(refdata, tmp_path):
     # a second fix finds everything done and changes nothing
     again = fix_project(project, crop_dir, make_backup=False)
     assert again.crops_converted == [] and again.label_blocks == 0
-    assert read_project_summary(project)["lanes"] == summary["lanes"]
+    assert read_project(project).lanes == summary.lanes
 
 
 @pytest.mark.refdata

@@ -373,7 +373,7 @@ def run_cmd(
             extra_metadata={"ilastik": str(binary)},
         )
         return
-    from steinbock_like.classify.ilastik.native import load_or_train_pixel_classifier
+    from steinbock_like.classify.ilastik.training import load_or_train_pixel_classifier
 
     classifier = load_or_train_pixel_classifier(
         project_path, retrain=retrain, n_jobs=min(workers, os.cpu_count() or 1)

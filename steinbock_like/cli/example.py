@@ -151,8 +151,9 @@ def example_ilastik_labels_cmd(
     import numpy as np
 
     from steinbock_like.classify.ilastik.prepare import parse_crop_file_name
-    from steinbock_like.classify.ilastik.project import read_project_summary, write_label_blocks
+    from steinbock_like.classify.ilastik.project import write_training_labels
     from steinbock_like.example import training_labels
+    from steinbock_like.io.ilastik_project import read_project
     from steinbock_like.io.masks import read_mask
 
     project_path = app.path(project_file)
@@ -162,15 +163,15 @@ def example_ilastik_labels_cmd(
         )
     rng = np.random.default_rng(seed)
     labels_by_lane = {}
-    for index, lane in enumerate(read_project_summary(project_path)["lanes"]):
+    for index, lane in enumerate(read_project(project_path).lanes):
         if lane is None:
             continue
-        name, x, y, width, height = parse_crop_file_name(lane["file_path"])
+        name, x, y, width, height = parse_crop_file_name(lane.file_path)
         masks = []
         for directory in (truth_dir, truth_nuclei_dir):
             mask = read_mask(app.path(directory) / f"{name}{layout.MASK_SUFFIX}")
             mask = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
             masks.append(mask[y : y + height, x : x + width])
         labels_by_lane[index] = training_labels(*masks, rng, fraction=fraction)
-    pixels = write_label_blocks(project_path, labels_by_lane)
+    pixels = write_training_labels(project_path, labels_by_lane)
     logger.info("%s: %d pixels labelled in %d crops", project_path, pixels, len(labels_by_lane))

@@ -13,7 +13,9 @@ are read with :func:`read_ilastik_dataset`, which returns the axis keys from the
 ``axistags``.
 """
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -158,6 +160,47 @@ def axes_from_axistags(axistags: str | bytes, path=None) -> list[str]:
         raise InputError(path, f"unreadable axistags ({error})") from error
 
 
+@contextlib.contextmanager
+def open_ilastik_image(path: str | Path) -> Iterator[h5py.Dataset]:
+    """Open an ilastik image's CYX dataset for reading in parts (e.g. tile by tile).
+
+    Raises
+    ------
+    InputError
+        If the file is unreadable or its dataset is not CYX.
+    """
+    path = Path(path)
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(path, f"not a readable HDF5 file ({error})") from error
+    with file:
+        dataset = file[find_dataset_name(file, path)]
+        if "axistags" in dataset.attrs:
+            axes = axes_from_axistags(dataset.attrs["axistags"], path)
+            if axes != ["c", "y", "x"]:
+                raise InputError(path, f"expected CYX data, the axistags say {''.join(axes)}")
+        if dataset.ndim != 3:
+            raise InputError(path, f"expected CYX data, found shape {dataset.shape}")
+        yield dataset
+
+
+def is_readable_hdf5(path: str | Path) -> bool:
+    """Whether ``path`` opens as HDF5 and every dataset in it can be read to the end."""
+    try:
+        with h5py.File(path, "r") as file:
+            datasets: list[h5py.Dataset] = []
+            file.visititems(
+                lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None
+            )
+            for dataset in datasets:
+                if dataset.size:
+                    dataset[(slice(-1, None),) * dataset.ndim]  # the last chunk exists
+    except Exception:
+        return False
+    return True
+
+
 def is_steinbock_layout(path: str | Path) -> bool:
     """True if the file's image dataset carries the ``steinbock`` attribute (already fixed)."""
     with h5py.File(path, "r") as file:
@@ -175,6 +218,15 @@ def list_ilastik_files(directory: str | Path) -> list[Path]:
         for p in directory.iterdir()
         if p.is_file() and p.suffix.lower() == SUFFIX and not p.name.startswith((".", TEMP_PREFIX))
     )
+
+
+def as_text(value) -> str:
+    """An HDF5 string value (bytes, str or a 0-d array of either) as str."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return as_text(value[()])
+    return str(value)
 
 
 def _decoded(value):

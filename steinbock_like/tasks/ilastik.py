@@ -52,11 +52,11 @@ class NativeClassifyTask:
     worker with the task.
     """
 
-    classifier: object  # steinbock_like.classify.ilastik.native.PixelClassifier
+    classifier: object  # steinbock_like.classify.ilastik.classifier.PixelClassifier
     tile_size: int
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.classify.ilastik.native import predict_image_file
+        from steinbock_like.classify.ilastik.classifier import predict_image_file
         from steinbock_like.io.probabilities import write_probabilities
 
         # Read tile by tile from the HDF5 file: memory does not grow with the image.
