@@ -26,7 +26,7 @@ import numpy as np
 import tifffile
 
 from steinbock_like.errors import MissingToolError
-from steinbock_like.segment.cellprofiler import binary, native, pipeline
+from steinbock_like.segment.cellprofiler import binary, native, pipeline, translate
 from steinbock_like.segment.cellprofiler.synthetic import synthetic_probabilities
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def run_cellprofiler(paths: list[Path], pipe: Path, python: Path, out: Path):
 
 
 def report(label: str, paths: list[Path], pipe: Path, python: Path | None, work: Path) -> None:
-    steps = pipeline.native_steps(pipe.read_text())
+    steps = translate.native_steps(pipe.read_text())
     shape = tifffile.imread(paths[0]).shape
     native_masks, native_seconds, peak = run_native(paths, steps)
     print(f"\n== {label}: {len(paths)} images, first {shape} ==")
@@ -116,7 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pipe = work / "cell_segmentation.cppipe"
-        pipe.write_text(pipeline.write_pipeline())
+        pipe.write_text(pipeline.pipeline_text())
         if args.refdata:
             refdata_paths = sorted(
                 (Path(args.refdata) / "imc_mock/ilastik_probabilities").glob("*.tiff")

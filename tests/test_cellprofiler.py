@@ -11,7 +11,8 @@ import scipy.ndimage
 import tifffile
 
 from steinbock_like.errors import MissingToolError, SteinbockLikeError
-from steinbock_like.segment.cellprofiler import binary, native, pipeline
+from steinbock_like.io import cppipe
+from steinbock_like.segment.cellprofiler import binary, native, pipeline, translate
 from steinbock_like.segment.cellprofiler.synthetic import synthetic_probabilities
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,16 +87,16 @@ def test_object_f1_counts_matches_at_iou_half():
 
 
 def test_written_pipeline_round_trips_to_native_steps():
-    text = pipeline.write_pipeline()
-    modules = pipeline.read_pipeline(text)
+    text = pipeline.pipeline_text()
+    modules = cppipe.read_pipeline(text)
     assert [m.name for m in modules][4:] == [
         "ColorToGray", "ImageMath", "Smooth", "IdentifyPrimaryObjects",
         "MeasureObjectSizeShape", "FilterObjects", "IdentifySecondaryObjects",
         "ResizeObjects", "ConvertObjectsToImage", "SaveImages",
     ]  # fmt: skip
     assert [m.number for m in modules] == list(range(1, 15))
-    assert pipeline.format_pipeline(modules) == text
-    steps = {type(step).__name__: step for step in pipeline.native_steps(modules)}
+    assert cppipe.format_pipeline(modules) == text
+    steps = {type(step).__name__: step for step in translate.native_steps(modules)}
     primary = steps["IdentifyPrimary"]
     assert (primary.min_diameter, primary.max_diameter) == (7, 25)
     assert primary.threshold.method == "Minimum Cross-Entropy"
@@ -118,7 +119,7 @@ def test_pipeline_settings_reach_the_native_steps():
     settings = pipeline.PipelineSettings(
         scale=4, nucleus_diameter=(12, 40), threshold_factor=1.5, min_nucleus_area=20
     )
-    steps = {type(s).__name__: s for s in pipeline.native_steps(pipeline.write_pipeline(settings))}
+    steps = {type(s).__name__: s for s in translate.native_steps(pipeline.pipeline_text(settings))}
     primary = steps["IdentifyPrimary"]
     assert (primary.min_diameter, primary.max_diameter, primary.threshold.correction_factor) == (
         12, 40, 1.5
@@ -139,7 +140,7 @@ def test_invalid_pipeline_settings_are_refused():
 
 def test_basic_mode_resolves_to_what_cellprofiler_does():
     # Basic mode ignores the written declumping method, threshold method and smoothing.
-    text = pipeline.write_pipeline()
+    text = pipeline.pipeline_text()
     for label, value in [
         ("Use advanced settings?", "No"),
         ("Method to distinguish clumped objects", "Shape"),
@@ -150,7 +151,7 @@ def test_basic_mode_resolves_to_what_cellprofiler_does():
         ("Fill holes in identified objects?", "Never"),
     ]:
         text = _set(text, "IdentifyPrimaryObjects", label, value)
-    (primary,) = [s for s in pipeline.native_steps(text) if isinstance(s, native.IdentifyPrimary)]
+    (primary,) = [s for s in translate.native_steps(text) if isinstance(s, native.IdentifyPrimary)]
     assert primary.declump_method == "Intensity"
     assert primary.threshold.method == "Minimum Cross-Entropy"
     assert primary.threshold.smoothing_sigma == 1.0
@@ -160,7 +161,7 @@ def test_basic_mode_resolves_to_what_cellprofiler_does():
 
 
 def test_advanced_mode_honours_edited_settings():
-    text = pipeline.write_pipeline()
+    text = pipeline.pipeline_text()
     for label, value in [
         ("Method to distinguish clumped objects", "Shape"),
         ("Thresholding method", "Otsu"),
@@ -170,7 +171,7 @@ def test_advanced_mode_honours_edited_settings():
         ("Fill holes in identified objects?", "Never"),
     ]:
         text = _set(text, "IdentifyPrimaryObjects", label, value)
-    (primary,) = [s for s in pipeline.native_steps(text) if isinstance(s, native.IdentifyPrimary)]
+    (primary,) = [s for s in translate.native_steps(text) if isinstance(s, native.IdentifyPrimary)]
     assert primary.declump_method == "Shape"
     assert primary.threshold.method == "Otsu"
     assert primary.threshold.smoothing_sigma == 0
@@ -180,7 +181,7 @@ def test_advanced_mode_honours_edited_settings():
 
 def test_steinbock_pipeline_reads_as_basic_mode(refdata):
     text = (refdata / "cell_segmentation.cppipe").read_text()
-    steps = pipeline.native_steps(text)
+    steps = translate.native_steps(text)
     (primary,) = [s for s in steps if isinstance(s, native.IdentifyPrimary)]
     assert primary.declump_method == "Intensity"  # the text says Shape
     assert primary.threshold.smoothing_sigma == 1.0  # the text says 0
@@ -190,36 +191,36 @@ def test_steinbock_pipeline_reads_as_basic_mode(refdata):
 
 
 def test_unknown_module_is_named():
-    text = pipeline.write_pipeline()
+    text = pipeline.pipeline_text()
     extra = (
         "\nMeasureObjectIntensity:[module_num:15|svn_version:'Unknown'|variable_revision_number:4"
         "|show_window:False|notes:[]|batch_state:array([], dtype=uint8)|enabled:True"
         "|wants_pause:False]\n    Select images to measure:NucleusProbability\n"
     )
     with pytest.raises(SteinbockLikeError, match=r"#15 MeasureObjectIntensity"):
-        pipeline.native_steps(text + extra)
+        translate.native_steps(text + extra)
     # a disabled unknown module is ignored
-    steps = pipeline.native_steps(text + extra.replace("enabled:True", "enabled:False"))
+    steps = translate.native_steps(text + extra.replace("enabled:True", "enabled:False"))
     assert isinstance(steps[-1], native.SaveMask)
 
 
 def test_unsupported_setting_is_named():
-    text = _set(pipeline.write_pipeline(), "Smooth", "Select smoothing method", "Median Filter")
+    text = _set(pipeline.pipeline_text(), "Smooth", "Select smoothing method", "Median Filter")
     with pytest.raises(SteinbockLikeError, match=r"#7 Smooth.*Median Filter"):
-        pipeline.native_steps(text)
+        translate.native_steps(text)
     text = _set(
-        pipeline.write_pipeline(),
+        pipeline.pipeline_text(),
         "IdentifySecondaryObjects",
         "Select the method to identify the secondary objects",
         "Watershed - Image",
     )
     with pytest.raises(SteinbockLikeError, match="IdentifySecondaryObjects"):
-        pipeline.native_steps(text)
+        translate.native_steps(text)
 
 
 def test_not_a_pipeline_is_refused():
     with pytest.raises(SteinbockLikeError, match="not a CellProfiler pipeline"):
-        pipeline.read_pipeline("hello\nworld\n")
+        cppipe.read_pipeline("hello\nworld\n")
 
 
 # ------------------------------------------------------------------------------ native backend
@@ -227,8 +228,8 @@ def test_not_a_pipeline_is_refused():
 
 def test_native_reproduces_steinbock_masks(refdata):
     """Native backend, our pipeline and steinbock's, vs steinbock's CellProfiler masks."""
-    for text in [pipeline.write_pipeline(), (refdata / "cell_segmentation.cppipe").read_text()]:
-        steps = pipeline.native_steps(text)
+    for text in [pipeline.pipeline_text(), (refdata / "cell_segmentation.cppipe").read_text()]:
+        steps = translate.native_steps(text)
         scores, identical = [], 0
         for path in _probability_files(refdata):
             mask = native.run_steps(tifffile.imread(path), steps)
@@ -243,7 +244,7 @@ def test_native_reproduces_steinbock_masks(refdata):
 
 def test_native_finds_synthetic_cells():
     probabilities, cells = synthetic_probabilities((300, 300), cell_count=150, seed=3)
-    mask = native.run_steps(probabilities, pipeline.native_steps(pipeline.write_pipeline()))
+    mask = native.run_steps(probabilities, translate.native_steps(pipeline.pipeline_text()))
     truth = scipy.ndimage.zoom(cells, 0.5, order=0, mode="nearest")
     assert mask.shape == truth.shape == (150, 150)
     assert _object_f1(truth, mask) >= 0.9
@@ -251,10 +252,10 @@ def test_native_finds_synthetic_cells():
 
 def test_native_honours_edited_pipeline():
     probabilities, _ = synthetic_probabilities((200, 200), cell_count=60, seed=4)
-    default = native.run_steps(probabilities, pipeline.native_steps(pipeline.write_pipeline()))
+    default = native.run_steps(probabilities, translate.native_steps(pipeline.pipeline_text()))
     settings = pipeline.PipelineSettings(scale=1, min_nucleus_area=120)
     edited = native.run_steps(
-        probabilities, pipeline.native_steps(pipeline.write_pipeline(settings))
+        probabilities, translate.native_steps(pipeline.pipeline_text(settings))
     )
     assert default.shape == (100, 100) and edited.shape == (200, 200)
     assert 0 < edited.max() < default.max()  # large minimum area drops the small nuclei
@@ -263,7 +264,7 @@ def test_native_honours_edited_pipeline():
 def test_native_on_empty_probabilities_gives_empty_mask():
     probabilities = np.zeros((40, 50, 3), np.uint16)
     probabilities[..., 2] = 65535
-    mask = native.run_steps(probabilities, pipeline.native_steps(pipeline.write_pipeline()))
+    mask = native.run_steps(probabilities, translate.native_steps(pipeline.pipeline_text()))
     assert mask.shape == (20, 25) and mask.max() == 0
 
 
@@ -301,7 +302,7 @@ def _fake_cellprofiler(tmp_path: Path, body: str) -> Path:
 
 def test_failing_cellprofiler_names_the_image(tmp_path):
     pipe = tmp_path / "p.cppipe"
-    pipe.write_text(pipeline.write_pipeline())
+    pipe.write_text(pipeline.pipeline_text())
     images = []
     for name in ["a", "b"]:
         images.append(tmp_path / f"{name}.tiff")
@@ -321,7 +322,7 @@ def test_failing_cellprofiler_names_the_image(tmp_path):
 
 def test_cellprofiler_outputs_are_moved_to_masks(tmp_path):
     pipe = tmp_path / "p.cppipe"
-    pipe.write_text(pipeline.write_pipeline())
+    pipe.write_text(pipeline.pipeline_text())
     image = tmp_path / "probs" / "img_1.tiff"
     image.parent.mkdir()
     tifffile.imwrite(image, np.full((4, 4, 3), 7, np.uint16))
@@ -342,7 +343,7 @@ def test_cellprofiler_outputs_are_moved_to_masks(tmp_path):
 @needs_cellprofiler
 def test_cellprofiler_with_our_pipeline_reproduces_steinbock(refdata, tmp_path):
     pipe = tmp_path / "cell_segmentation.cppipe"
-    pipe.write_text(pipeline.write_pipeline())
+    pipe.write_text(pipeline.pipeline_text())
     paths = _probability_files(refdata)
     lines = []
     written = binary.run_cellprofiler(
@@ -357,7 +358,7 @@ def test_cellprofiler_with_our_pipeline_reproduces_steinbock(refdata, tmp_path):
         identical += bool(np.array_equal(mask, reference))
         # and the native backend agrees with the real CellProfiler
         native_mask = native.run_steps(
-            tifffile.imread(path), pipeline.native_steps(pipe.read_text())
+            tifffile.imread(path), translate.native_steps(pipe.read_text())
         )
         assert _object_f1(mask, native_mask) >= 0.95
     assert np.mean(scores) >= 0.98
@@ -368,8 +369,8 @@ def test_cellprofiler_with_our_pipeline_reproduces_steinbock(refdata, tmp_path):
 @needs_cellprofiler
 def test_native_agrees_with_cellprofiler_on_synthetic(tmp_path):
     pipe = tmp_path / "cell_segmentation.cppipe"
-    pipe.write_text(pipeline.write_pipeline())
-    steps = pipeline.native_steps(pipe.read_text())
+    pipe.write_text(pipeline.pipeline_text())
+    steps = translate.native_steps(pipe.read_text())
     paths, native_masks = [], []
     for seed, gap in [(10, 3.0), (11, -3.0)]:  # separate nuclei; clumps to split
         probabilities, _ = synthetic_probabilities(

@@ -124,7 +124,7 @@ def test_prepare_refuses_to_overwrite_and_writes_options(tmp_path, capsys):
     )
     assert run("--data", tmp_path, "segment", "cellprofiler", "prepare") == 1
     assert "exists already" in capsys.readouterr().err
-    from steinbock_like.segment.cellprofiler.pipeline import native_steps
+    from steinbock_like.segment.cellprofiler.translate import native_steps
 
     steps = native_steps((tmp_path / "cell_segmentation.cppipe").read_text())
     primary = [s for s in steps if type(s).__name__ == "IdentifyPrimary"][0]

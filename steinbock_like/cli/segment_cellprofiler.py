@@ -78,8 +78,8 @@ def cellprofiler_group() -> None:
 def prepare_cmd(
     app: AppContext, pipeline_file, scale, min_diameter, max_diameter, threshold_factor, overwrite
 ):
-    from steinbock_like.io.atomic import write_text_atomic
-    from steinbock_like.segment.cellprofiler.pipeline import PipelineSettings, write_pipeline
+    from steinbock_like.io.cppipe import write_pipeline_file
+    from steinbock_like.segment.cellprofiler.pipeline import PipelineSettings, pipeline_text
 
     path = app.path(pipeline_file)
     if path.exists() and not overwrite:
@@ -89,7 +89,7 @@ def prepare_cmd(
         nucleus_diameter=(min_diameter, max_diameter),
         threshold_factor=threshold_factor,
     )
-    write_text_atomic(path, write_pipeline(settings))
+    write_pipeline_file(path, pipeline_text(settings))
     logger.info("wrote %s", path)
 
 
@@ -192,7 +192,7 @@ def run_cmd(
             extra_metadata={"cellprofiler_python": str(interpreter)},
         )
         return
-    from steinbock_like.segment.cellprofiler.pipeline import native_steps
+    from steinbock_like.segment.cellprofiler.translate import native_steps
 
     native_steps(text)  # an unsupported module is an error before any image is read
     run_jobs(

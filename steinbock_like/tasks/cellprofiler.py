@@ -17,7 +17,7 @@ class NativeCellProfilerTask:
     pipeline_text: str
 
     def setup(self) -> None:
-        from steinbock_like.segment.cellprofiler.pipeline import native_steps
+        from steinbock_like.segment.cellprofiler.translate import native_steps
 
         self._steps = native_steps(self.pipeline_text)
 
