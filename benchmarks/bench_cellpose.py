@@ -36,7 +36,8 @@ def train_small_model(work: Path, *, epochs: int = 10, seed: int = 11) -> Path:
     from steinbock_like.io.images import read_image
     from steinbock_like.io.masks import read_mask
     from steinbock_like.io.panel import read_panel
-    from steinbock_like.segment.cellpose import prepare_channels, train_cellpose_model
+    from steinbock_like.segment.cellpose import prepare_channels
+    from steinbock_like.testing import train_cellpose_model
 
     root = work / "train"
     example = write_example_imc(root, images=8, size=128, seed=seed)

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from steinbock_like.example import two_channel_tissue
+from steinbock_like.testing import two_channel_tissue
 
 
 def peak_rss_gb() -> float:

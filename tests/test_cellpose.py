@@ -22,6 +22,7 @@ from steinbock_like.errors import MissingToolError, SteinbockLikeError
 from steinbock_like.metrics import average_precision, object_f1
 from steinbock_like.segment import cellpose as cp
 from steinbock_like.segment import stain as st
+from steinbock_like.testing import train_cellpose_model
 
 TRAIN_IMAGES = 8
 TRAIN_SIZE = 128
@@ -321,7 +322,7 @@ def trained_model(tmp_path_factory) -> Path:
         images.append(cp.prepare_channels(image, panel))
         truth = read_mask(root / layout.MASKS_TRUTH / f"{name}{layout.MASK_SUFFIX}")
         labels.append(truth.astype(np.int32))
-    return cp.train_cellpose_model(
+    return train_cellpose_model(
         images,
         labels,
         root / "model",

@@ -13,7 +13,7 @@ import tifffile
 from steinbock_like.errors import MissingToolError, SteinbockLikeError
 from steinbock_like.io import cppipe
 from steinbock_like.segment.cellprofiler import binary, native, pipeline, translate
-from steinbock_like.segment.cellprofiler.synthetic import synthetic_probabilities
+from steinbock_like.testing import synthetic_probabilities
 
 REPO = Path(__file__).resolve().parents[1]
 

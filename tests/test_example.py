@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from steinbock_like import example, layout
+from steinbock_like import example, layout, testing
 from steinbock_like.errors import SteinbockLikeError
 from steinbock_like.io.images import read_image
 from steinbock_like.io.masks import read_mask
@@ -251,7 +251,7 @@ def test_noise_is_poisson_like():
 
 
 def test_synthetic_probabilities_follow_the_classes(tissue):
-    probabilities = example.synthetic_probabilities(tissue, np.random.default_rng(0))
+    probabilities = testing.tissue_probabilities(tissue, np.random.default_rng(0))
     assert probabilities.dtype == np.uint16 and probabilities.shape == (*tissue.shape, 3)
     truth = np.full(tissue.shape, 2)
     truth[tissue.cells > 0] = 1

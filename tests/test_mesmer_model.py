@@ -15,9 +15,9 @@ import pytest
 import tifffile
 
 from steinbock_like.errors import InputError
-from steinbock_like.example import two_channel_tissue
 from steinbock_like.segment.mesmer import MesmerSegmenter, mesmer_input
 from steinbock_like.segment.mesmer.model import MesmerNetwork
+from steinbock_like.testing import two_channel_tissue
 
 pytest.importorskip("onnxruntime")
 
