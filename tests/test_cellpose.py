@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from steinbock_like import layout
+from steinbock_like import layout, models
 from steinbock_like.errors import MissingToolError, SteinbockLikeError
 from steinbock_like.metrics import average_precision, object_f1
 from steinbock_like.segment import cellpose as cp
@@ -93,36 +93,40 @@ def test_api_major():
 
 
 def test_model_directory_from_environment(tmp_path):
-    assert cp.model_directory({"CELLPOSE_LOCAL_MODELS_PATH": str(tmp_path)}) == tmp_path
-    assert cp.model_directory({}) == Path.home() / ".cellpose" / "models"
+    assert (
+        models.cellpose_model_directory({"CELLPOSE_LOCAL_MODELS_PATH": str(tmp_path)}) == tmp_path
+    )
+    assert models.cellpose_model_directory({}) == Path.home() / ".cellpose" / "models"
 
 
 def test_resolve_model_names_and_paths(tmp_path):
     (tmp_path / "cyto2torch_0").write_bytes(b"weights")
     (tmp_path / "my_model").write_bytes(b"weights")
-    builtin = cp.resolve_model("cyto2", major=3, model_dir=tmp_path)
+    builtin = models.resolve_cellpose_model("cyto2", major=3, model_dir=tmp_path)
     assert builtin.path == tmp_path / "cyto2torch_0" and builtin.builtin
-    user = cp.resolve_model("my_model", major=3, model_dir=tmp_path)
+    user = models.resolve_cellpose_model("my_model", major=3, model_dir=tmp_path)
     assert user.path == tmp_path / "my_model" and not user.builtin
-    by_path = cp.resolve_model(str(tmp_path / "my_model"), major=4, model_dir="/nowhere")
+    by_path = models.resolve_cellpose_model(
+        str(tmp_path / "my_model"), major=4, model_dir="/nowhere"
+    )
     assert by_path.path == tmp_path / "my_model"
 
 
 def test_missing_model_says_where_the_file_must_go(tmp_path):
     with pytest.raises(MissingToolError) as caught:
-        cp.resolve_model("cyto3", major=3, model_dir=tmp_path)
+        models.resolve_cellpose_model("cyto3", major=3, model_dir=tmp_path)
     message = str(caught.value)
     assert str(tmp_path / "cyto3") in message and "CELLPOSE_LOCAL_MODELS_PATH" in message
     assert "\n" not in message
     with pytest.raises(MissingToolError, match="model file not found"):
-        cp.resolve_model(str(tmp_path / "absent.pt"), major=3)
+        models.resolve_cellpose_model(str(tmp_path / "absent.pt"), major=3)
 
 
 def test_builtin_model_of_the_other_generation_is_refused(tmp_path):
     with pytest.raises(SteinbockLikeError, match="'cpsam' needs Cellpose 4.x but 3.x"):
-        cp.resolve_model("cpsam", major=3, model_dir=tmp_path)
+        models.resolve_cellpose_model("cpsam", major=3, model_dir=tmp_path)
     with pytest.raises(SteinbockLikeError, match="'nuclei' needs Cellpose 3.x"):
-        cp.resolve_model("nuclei", major=4, model_dir=tmp_path)
+        models.resolve_cellpose_model("nuclei", major=4, model_dir=tmp_path)
 
 
 def test_segmenter_uses_the_4x_api_with_channel_axis(monkeypatch, tmp_path):
@@ -141,7 +145,7 @@ def test_segmenter_uses_the_4x_api_with_channel_axis(monkeypatch, tmp_path):
     fake = types.ModuleType("cellpose")
     fake.models = types.SimpleNamespace(CellposeModel=FakeModel)
     monkeypatch.setitem(sys.modules, "cellpose", fake)
-    monkeypatch.setattr(cp, "cellpose_version", lambda: "4.0.1")
+    monkeypatch.setattr(cp.segmenter, "cellpose_version", lambda: "4.0.1")
     weights = tmp_path / "cpsam"
     weights.write_bytes(b"w")
     segmenter = cp.CellposeSegmenter(weights, cp.CellposeSettings(diameter=12.0, min_size=3))

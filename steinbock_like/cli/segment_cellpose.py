@@ -178,7 +178,11 @@ def cellpose_cmd(
 
     from steinbock_like.channels import aggregation_function
     from steinbock_like.io.images import image_name, list_images
-    from steinbock_like.models import sha256_of_file
+    from steinbock_like.models import (
+        default_cellpose_model,
+        resolve_cellpose_model,
+        sha256_of_file,
+    )
     from steinbock_like.segment import cellpose as cp
     from steinbock_like.tasks.cellpose import CellposeTask
 
@@ -186,7 +190,7 @@ def cellpose_cmd(
         raise SteinbockLikeError("--minmax and --zscore exclude each other: choose one")
     version = cp.cellpose_version()
     major = cp.api_major(version)
-    model_file = cp.resolve_model(model or cp.default_model(major), major=major)
+    model_file = resolve_cellpose_model(model or default_cellpose_model(major), major=major)
 
     panel = None
     if stain is None:

@@ -1,0 +1,209 @@
+"""A loaded Cellpose network (3.x or 4.x API, detected at run time) and its settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+
+from steinbock_like.errors import MissingToolError, SteinbockLikeError
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MAJORS = (3, 4)
+INSTALL_HINT = "pip install 'steinbock-like[cellpose]'"
+
+
+def cellpose_version() -> str | None:
+    """The installed Cellpose version, or None when Cellpose is not installed."""
+    try:
+        return importlib_metadata.version("cellpose")
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def api_major(version: str | None) -> int:
+    """The Cellpose API generation (3 or 4) of an installed ``version``.
+
+    Raises
+    ------
+    MissingToolError
+        If Cellpose is not installed (``version`` is None).
+    SteinbockLikeError
+        For a version outside 3.x and 4.x.
+    """
+    if version is None:
+        raise MissingToolError(f"Cellpose is not installed: {INSTALL_HINT}")
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        raise SteinbockLikeError(f"cannot read the Cellpose version '{version}'") from None
+    if major not in SUPPORTED_MAJORS:
+        raise SteinbockLikeError(
+            f"Cellpose {version} is not supported: install 3.x or 4.x ({INSTALL_HINT})"
+        )
+    return major
+
+
+@dataclass(frozen=True)
+class CellposeSettings:
+    """Cellpose evaluation settings, as the command line names them.
+
+    Attributes
+    ----------
+    diameter : float or None
+        Typical cell diameter (px); None uses the model's own (its training
+        diameter for a custom 3.x model, 30 px for built-in ones).
+    flow_threshold, cellprob_threshold : float
+        Cellpose's flow-error and cell-probability thresholds.
+    min_size : int
+        Objects smaller than this (px) are dropped.
+    batch_size : int
+        Network tiles evaluated at once.
+    tile_overlap : float
+        Fraction of overlap between network tiles.
+    gpu : bool
+        Use a GPU when torch sees one.
+    """
+
+    diameter: float | None = None
+    flow_threshold: float = 0.4
+    cellprob_threshold: float = 0.0
+    min_size: int = 15
+    batch_size: int = 8
+    tile_overlap: float = 0.1
+    gpu: bool = False
+
+
+class CellposeSegmenter:
+    """A loaded Cellpose network; create once per worker, then call :meth:`segment`.
+
+    Parameters
+    ----------
+    model_path : path-like
+        Weights file (see :func:`resolve_model`).
+    settings : CellposeSettings
+    threads : int, optional
+        torch CPU threads; by default torch's own choice. Set it when several
+        worker processes share the machine.
+
+    Raises
+    ------
+    MissingToolError
+        If Cellpose (or torch) is not installed.
+    SteinbockLikeError
+        If the file cannot be loaded as a Cellpose model of the installed version.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        settings: CellposeSettings | None = None,
+        *,
+        threads: int | None = None,
+    ):
+        self.model_path = Path(model_path)
+        self.settings = settings or CellposeSettings()
+        self.version = cellpose_version()
+        self.major = api_major(self.version)
+        try:
+            import torch
+            from cellpose import models
+        except ImportError as error:
+            raise MissingToolError(
+                f"Cellpose cannot be imported ({error}): {INSTALL_HINT}"
+            ) from error
+        if threads is not None:
+            torch.set_num_threads(max(1, int(threads)))
+        if self.settings.gpu and not torch.cuda.is_available():
+            logger.warning("--gpu: torch sees no GPU, running Cellpose on the CPU")
+        try:
+            if self.major >= 4:
+                self.model = models.CellposeModel(
+                    gpu=self.settings.gpu, pretrained_model=str(self.model_path)
+                )
+            else:
+                # mkldnn=False: otherwise Cellpose probes MKL-DNN by running a test
+                # script in a subprocess, in every worker; torch's default CPU
+                # kernels are used instead (the setting the tests were run with).
+                self.model = models.CellposeModel(
+                    gpu=self.settings.gpu,
+                    pretrained_model=str(self.model_path),
+                    mkldnn=False,
+                )
+        except Exception as error:
+            detail = str(error).strip().splitlines()
+            reason = detail[0] if detail else type(error).__name__
+            raise SteinbockLikeError(
+                f"{self.model_path}: cannot load as a Cellpose {self.version} model ({reason})"
+            ) from error
+
+    def segment(self, channels: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+        """Segment one prepared image.
+
+        Parameters
+        ----------
+        channels : ndarray, shape (2, Y, X) or (Y, X)
+            Channel 0 to segment and the optional nuclear channel 1 (as from
+            :func:`prepare_channels`), or one grayscale channel.
+        normalize : bool
+            Let Cellpose stretch each channel between its 1st and 99th
+            percentiles; False where that was done already (see
+            :func:`segment_in_blocks`).
+
+        Returns
+        -------
+        ndarray of int, shape (Y, X)
+            Object labels 1..n, 0 = background.
+        """
+        channels = np.asarray(channels, dtype=np.float32)
+        if channels.ndim == 2:
+            channels = channels[np.newaxis]
+        if channels.ndim != 3 or channels.shape[0] > 2:
+            raise ValueError(f"expected (2, Y, X) channels, got shape {channels.shape}")
+        height, width = channels.shape[1:]
+        if channels.shape[0] == 1:
+            channels = np.concatenate([channels, np.zeros_like(channels)])
+        if not np.any(channels[0]):
+            # Nothing to segment; Cellpose would spend the full evaluation on it.
+            return np.zeros((height, width), dtype=np.uint32)
+        settings = self.settings
+        common = {
+            "batch_size": settings.batch_size,
+            "diameter": settings.diameter,
+            "flow_threshold": settings.flow_threshold,
+            "cellprob_threshold": settings.cellprob_threshold,
+            "min_size": settings.min_size,
+            "tile_overlap": settings.tile_overlap,
+            "normalize": normalize,
+        }
+        if self.major >= 4:
+            # Cellpose-SAM reads three channels in any order; the third stays empty.
+            stacked = np.zeros((height, width, 3), dtype=np.float32)
+            stacked[..., :2] = np.moveaxis(channels, 0, -1)
+            result = self.model.eval(stacked, channel_axis=-1, **common)
+        else:
+            stacked = np.ascontiguousarray(np.moveaxis(channels, 0, -1))
+            # channels=[1, 2]: segment the first channel, nuclei in the second.
+            result = self.model.eval(stacked, channels=[1, 2], channel_axis=-1, **common)
+        labels = np.asarray(result[0])
+        if labels.shape != (height, width):
+            raise SteinbockLikeError(
+                f"Cellpose returned a mask of shape {labels.shape} for an image of "
+                f"{(height, width)}"
+            )
+        return labels
+
+
+def versions() -> dict[str, str]:
+    """Cellpose and torch versions, for the run metadata (empty entries left out)."""
+    found = {}
+    for package in ("cellpose", "torch"):
+        try:
+            found[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return found
