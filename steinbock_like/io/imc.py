@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -186,7 +187,9 @@ class McdReader:
             raise InputError(path, f"no acquisition {acquisition_id}")
         indices = _indices(path, acquisition.channel_names, channels)
         try:
-            image = mcd.read_acquisition(acquisition, strict=strict, channels=indices)
+            with warnings.catch_warnings():  # garbage coordinates: reported as the error below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                image = mcd.read_acquisition(acquisition, strict=strict, channels=indices)
         except Exception as error:
             raise InputError(
                 path, f"acquisition {acquisition_id} unreadable ({_describe(error)})"
