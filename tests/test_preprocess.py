@@ -318,3 +318,37 @@ def test_external_panel_from_ome_channel_names_selects_channels(tmp_path, capsys
     assert code == 1
     assert "the panel lists channel 4 but the image has 3" in err.strip().splitlines()[-1]
     assert str(external / "a.ome.tiff") in err.strip().splitlines()[-1]
+
+
+def test_example_raw_preprocesses_back_to_its_images(tmp_path):
+    assert (
+        run("example", "imc", tmp_path, "--images", "2", "--size", "40", "--channels", "5", "--raw")
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "raw").glob("*.txt")) == [
+        "example_001.txt",
+        "example_002.txt",
+    ]
+    assert run("--data", tmp_path, "preprocess", "imc", "panel", "-o", "panel_raw.csv") == 0
+    ours = pd.read_csv(tmp_path / "panel_raw.csv")
+    example = pd.read_csv(tmp_path / "panel.csv")
+    assert list(ours["channel"]) == list(example["channel"])
+    assert list(ours["name"]) == list(example["name"])
+    assert (
+        run(
+            "--data",
+            tmp_path,
+            "preprocess",
+            "imc",
+            "images",
+            "--panel",
+            "panel_raw.csv",
+            "--imgout",
+            "img_raw",
+        )
+        == 0
+    )
+    for name in ("example_001.tiff", "example_002.tiff"):
+        np.testing.assert_array_equal(
+            tifffile.imread(tmp_path / "img_raw" / name), tifffile.imread(tmp_path / "img" / name)
+        )

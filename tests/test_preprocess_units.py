@@ -99,12 +99,12 @@ def test_plan_images_matches_txt_files_and_names_duplicates():
 
 def test_write_imc_txt_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    image = np.round(rng.gamma(1.0, 3.0, (3, 7, 5)), 3).astype(np.float32)
+    image = rng.gamma(1.0, 3.0, (3, 7, 5)).astype(np.float32)
     path = tmp_path / "s_ROI_001_1.txt"
     write_imc_txt(path, image, ["Ag107", "Pr141", "Ir191"], ["107Ag", "CK5", "DNA1"])
     assert read_txt_channels(path) == (["Ag107", "Pr141", "Ir191"], ["107Ag", "CK5", "DNA1"])
-    np.testing.assert_allclose(read_txt(path), image, atol=5e-4)
-    np.testing.assert_allclose(read_txt(path, ["Ir191", "Ag107"]), image[[2, 0]], atol=5e-4)
+    np.testing.assert_array_equal(read_txt(path), image)
+    np.testing.assert_array_equal(read_txt(path, ["Ir191", "Ag107"]), image[[2, 0]])
 
 
 def test_panel_from_channels_sorts_by_mass_and_names_duplicates():

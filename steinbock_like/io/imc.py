@@ -247,7 +247,7 @@ def write_imc_txt(
     ----------
     path : path-like
     image : ndarray, shape (C, Y, X)
-        Counts; written with 3 decimals.
+        Counts; written with 9 significant digits (float32 values read back exactly).
     channels : sequence of str
         Isotope names such as ``"Ag107"`` (element then mass).
     labels : sequence of str, optional
@@ -278,7 +278,7 @@ def write_imc_txt(
             block = np.column_stack(
                 [
                     fixed[start : start + 65536].astype(str),
-                    np.char.mod("%.3f", values[start : start + 65536]),
+                    np.char.mod("%.9g", values[start : start + 65536]),
                 ]
             )
             out.write("\n".join("\t".join(row) for row in block) + "\n")
@@ -325,6 +325,25 @@ def write_preprocessed_panel(path: str | Path, panel: pd.DataFrame) -> None:
     for column in out.columns:
         if out[column].convert_dtypes().dtype == pd.BooleanDtype():
             out[column] = out[column].astype(pd.UInt8Dtype())
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False)
+
+
+def write_raw_panel(path: str | Path, panel: pd.DataFrame) -> None:
+    """Write a panel (:mod:`steinbock_like.io.panel` columns) in the IMC segmentation
+    pipeline's format: ``Metal Tag``, ``Target``, ``full``, ``ilastik`` (0/1), and
+    ``deepcell``/``cellpose`` group labels, atomically."""
+    out = pd.DataFrame(
+        {
+            "Metal Tag": panel["channel"].astype(str),
+            "Target": panel["name"].astype(str),
+            "full": panel["keep"].astype(bool).astype(int) if "keep" in panel else 1,
+            "ilastik": panel["ilastik"].notna().astype(int) if "ilastik" in panel else 0,
+        }
+    )
+    for column in ("deepcell", "cellpose"):
+        if column in panel.columns:
+            out[column] = pd.array(panel[column], dtype=pd.Int64Dtype())
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False)
 
