@@ -22,7 +22,23 @@ if [ -e "$data" ] && [ -n "$(ls -A "$data")" ]; then
 fi
 mkdir -p "$data"
 touch "$data/.steinbock-like-demo"
-run example imc . --images 4 --size 256 --seed 0 --workers 2
+run example imc . --images 4 --size 256 --seed 0 --workers 2 --raw
+# From raw data: the IMC .txt files in raw/ (and raw/panel.csv) -> img_raw/, which must
+# equal the img/ that example wrote.
+run preprocess imc panel -o panel_raw.csv
+run preprocess imc images --panel panel_raw.csv --imgout img_raw --infoout images_raw.csv --workers 2
+"$venv/bin/python" - "$data" <<'PY'
+import sys
+from pathlib import Path
+import numpy as np
+from steinbock_like.io.images import list_images, read_image
+root = Path(sys.argv[1])
+for path in list_images(root / "img"):
+    ours = read_image(root / "img_raw" / path.name)
+    if ours.shape != read_image(path).shape or not np.array_equal(ours, read_image(path)):
+        sys.exit(f"preprocess imc images: {path.name} differs from the example's image")
+print("preprocess imc images: img_raw/ equals img/ (every image, float32)")
+PY
 run check --masks masks_truth --masks masks_truth_nuclei
 run classify ilastik prepare --cropsize 200 --seed 0 --workers 2
 run example ilastik-labels --fraction 0.1

@@ -27,6 +27,9 @@ INTENSITIES = "intensities"
 REGIONPROPS = "regionprops"
 NEIGHBORS = "neighbors"
 RUN_METADATA = "run_metadata.json"
+RAW = "raw"
+RAW_PANEL = "raw/panel.csv"
+EXTERNAL = "external"
 
 CONTAINER_DATA_DIR = "/data"
 

@@ -60,6 +60,12 @@ def example_group() -> None:
     show_default=True,
     help="Random seed; the same seed gives the same dataset.",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Also write raw/: each image as an IMC .txt file and raw/panel.csv in the IMC "
+    "segmentation pipeline's format (input of 'preprocess imc').",
+)
 @runner_options
 @pass_app
 def example_imc_cmd(
@@ -69,6 +75,7 @@ def example_imc_cmd(
     size: int,
     channels: int,
     seed: int,
+    raw: bool,
     workers: int,
     overwrite: bool,
     resume: bool,
@@ -98,8 +105,14 @@ def example_imc_cmd(
         )
         for index, name in enumerate(example_image_names(images))
     ]
+    if raw:  # the raw .txt file is the job's last output (for --resume)
+        from steinbock_like.io.imc import write_raw_panel
+
+        write_raw_panel(root / layout.RAW_PANEL, example_panel(select_markers(channels)))
+        for job in jobs:
+            job.outputs["raw"] = root / layout.RAW / f"{job.name}.txt"
     run_jobs(
-        ExampleImageTask(root, size, channels, seed),
+        ExampleImageTask(root, size, channels, seed, raw=raw),
         jobs,
         command="example imc",
         parameters={"images": images, "size": size, "channels": channels, "seed": seed},

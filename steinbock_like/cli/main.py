@@ -71,10 +71,12 @@ def _register_commands() -> None:
     from steinbock_like.cli.evaluate import evaluate_cmd
     from steinbock_like.cli.example import example_group
     from steinbock_like.cli.models import models_group
+    from steinbock_like.cli.preprocess import preprocess_group
     from steinbock_like.cli.repair import repair_cmd
     from steinbock_like.cli.segment import segment_group
 
     cli.add_command(example_group)
+    cli.add_command(preprocess_group)
     cli.add_command(classify_group)
     cli.add_command(check_cmd)
     cli.add_command(evaluate_cmd)
