@@ -9,6 +9,17 @@ directory.
 Executors are pluggable: anything with ``run(task, jobs) -> iterator of
 JobResult`` works, so a distributed executor (dask, SLURM arrays) can be added
 without touching the commands.
+
+What the runner guarantees, whoever the executor:
+
+- nothing is computed before the outputs are known to be writable (directories
+  creatable and writable, file names the file system accepts);
+- existing outputs are refused unless ``--overwrite``; ``--resume`` skips finished,
+  readable outputs and refuses when they were made with other settings;
+- a failed image leaves none of its outputs behind;
+- ``run_metadata.json`` is rewritten as images finish, so an interrupted run keeps
+  its record; per-image figures of skipped images are carried over from it, and
+  per-run tables (:class:`RunTable`) are assembled from all of them.
 """
 
 from __future__ import annotations
@@ -18,7 +29,9 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -29,13 +42,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from steinbock_like.errors import MissingToolError, OutputExistsError, SteinbockLikeError
-from steinbock_like.io.atomic import TEMP_PREFIX, write_text_atomic
+from steinbock_like.io.atomic import TEMP_PREFIX, is_stale_temp_file, write_text_atomic
 from steinbock_like.io.outputs import output_is_readable
 from steinbock_like.layout import RUN_METADATA
 
 logger = logging.getLogger(__name__)
 
 CORE_PACKAGES = ("numpy", "scipy", "scikit-image", "tifffile", "h5py", "pandas")
+#: Options that change how a run goes, not what it writes: ignored when --resume
+#: compares the settings of a run with those of the outputs it finds.
+RUN_CONTROL_OPTIONS = frozenset({"workers", "overwrite", "resume", "threads", "scheduler"})
+#: Seconds between rewrites of run_metadata.json while a batch runs.
+METADATA_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -89,10 +107,12 @@ class Executor(Protocol):
 def execute_job(task: Callable, job: Job) -> JobResult:
     """Run one job, turning any exception into a failed result."""
     start = time.perf_counter()
+    before = {path: _mtime(path) for path in job.outputs.values()}
     try:
         info = task(job) or {}
     except Exception as error:  # one image's failure must not stop the batch
         message = str(error) if isinstance(error, SteinbockLikeError) else _describe(error)
+        _remove_written(before)
         return JobResult(
             job.name,
             "failed",
@@ -101,6 +121,28 @@ def execute_job(task: Callable, job: Job) -> JobResult:
             traceback=traceback.format_exc(),
         )
     return JobResult(job.name, "ok", time.perf_counter() - start, info=info)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _remove_written(before: dict[Path, int | None]) -> None:
+    """Delete the outputs a failed job wrote (a failed image leaves no partial results)."""
+    for path, mtime in before.items():
+        if _mtime(path) not in (None, mtime):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def threads_per_worker(workers: int, requested: int | None = None) -> int:
+    """Threads each worker process may use: ``requested``, or the cores shared out."""
+    if requested is not None:
+        return requested
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
 class LocalExecutor:
@@ -121,25 +163,31 @@ class LocalExecutor:
             for job in jobs:
                 yield execute_job(task, job)
             return
-        with concurrent.futures.ProcessPoolExecutor(
+        pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=min(self.workers, len(jobs)),
             initializer=_init_worker,
-            initargs=(task,),
-        ) as pool:
-            futures = [pool.submit(_run_in_worker, job) for job in jobs]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    yield future.result()
-            except concurrent.futures.process.BrokenProcessPool as error:
-                # A worker died (out of memory, or its setup() failed): say what to try.
-                raise SteinbockLikeError(
-                    "a worker process died (out of memory, or it could not start): "
-                    "rerun with fewer --workers, or with --workers 1 to see the error"
-                ) from error
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+            initargs=(task, os.getpid()),
+        )
+        futures = [pool.submit(_run_in_worker, job) for job in jobs]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        except concurrent.futures.process.BrokenProcessPool as error:
+            # A worker died (out of memory, or its setup() failed): say what to try.
+            raise SteinbockLikeError(
+                "a worker process died (out of memory, or it could not start): "
+                "rerun with fewer --workers, or with --workers 1 to see the error"
+            ) from error
+        finally:
+            # On Ctrl-C, SIGTERM or an error, stop the workers now rather than letting
+            # them finish the batch (the executor's own shutdown would wait for them).
+            for future in futures:
+                future.cancel()
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -178,10 +226,26 @@ class ExternalToolExecutor:
 _worker_task: Callable | None = None
 
 
-def _init_worker(task: Callable) -> None:
+def _init_worker(task: Callable, parent: int) -> None:
     global _worker_task
+    _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group: the main process alone handles it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_task = task
     _setup(task)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker when its parent dies (even by kill -9)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the call
+            os._exit(1)
 
 
 def _run_in_worker(job: Job) -> JobResult:
@@ -218,10 +282,31 @@ class BatchSummary:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class RunTable:
+    """A per-run table (one row per image) assembled from the figures the task returns.
+
+    It survives ``--resume``: rows of skipped images come from the run metadata of the
+    run that made them. It is an output like any other: refused without
+    ``--overwrite``, written atomically.
+    """
+
+    path: Path
+    columns: tuple[str, ...]
+    index: str = "image"
+
+
 def check_outputs(
-    jobs: Sequence[Job], *, overwrite: bool, resume: bool, readable: Callable[[Path], bool]
+    jobs: Sequence[Job],
+    *,
+    overwrite: bool,
+    resume: bool,
+    readable: Callable[[Path], bool],
+    extra: Sequence[Path] = (),
 ) -> set[str]:
     """Apply the overwrite policy; return the names of jobs to skip (``--resume``).
+
+    ``extra`` are per-run outputs (tables) that count as existing outputs too.
 
     Raises
     ------
@@ -231,6 +316,7 @@ def check_outputs(
     if overwrite and resume:
         raise SteinbockLikeError("--overwrite and --resume exclude each other: choose one")
     existing = [path for job in jobs for path in job.outputs.values() if path.exists()]
+    existing += [path for path in extra if path.exists()]
     if not existing:
         return set()
     if overwrite:
@@ -249,6 +335,73 @@ def check_outputs(
     }
 
 
+def check_single_output(
+    path: Path, *, overwrite: bool, resume: bool = False, why: str = ""
+) -> bool:
+    """The overwrite policy for a one-off output (a project, a pipeline, a table).
+
+    Returns
+    -------
+    bool
+        True to write it; False to keep the existing file (``resume``).
+
+    Raises
+    ------
+    OutputExistsError
+        If it exists and neither ``overwrite`` nor ``resume`` is set.
+    """
+    if not path.exists() or overwrite:
+        return True
+    if resume:
+        logger.info("%s exists: kept (--resume)", path)
+        return False
+    raise OutputExistsError(
+        f"{path} exists already{why}: use --overwrite to replace it or write elsewhere"
+    )
+
+
+def check_writable(directories: Iterable[Path], paths: Iterable[Path] = ()) -> None:
+    """Create the output directories and prove each writable, before any work.
+
+    Raises
+    ------
+    SteinbockLikeError
+        One line naming the directory (or file name) that cannot be written.
+    """
+    name_max = 255
+    for path in paths:
+        try:
+            encoded = os.fsencode(path.name)
+        except UnicodeError:
+            raise SteinbockLikeError(
+                f"{path}: the file system cannot store this name (unsupported characters)"
+            ) from None
+        if len(encoded) > name_max:
+            raise SteinbockLikeError(
+                f"{path.parent}/{path.name[:40]}...: output file name is {len(encoded)} bytes "
+                f"long; the file system allows {name_max}"
+            )
+    for directory in directories:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise SteinbockLikeError(
+                f"{directory}: cannot be an output directory, a file has that name"
+            ) from None
+        except OSError as error:
+            raise SteinbockLikeError(
+                f"{directory}: cannot create the output directory ({error.strerror})"
+            ) from None
+        probe = directory / f"{TEMP_PREFIX}{os.getpid()}-probe"
+        try:
+            probe.touch()
+            probe.unlink()
+        except OSError as error:
+            raise SteinbockLikeError(
+                f"{directory}: output directory is not writable ({error.strerror})"
+            ) from None
+
+
 def run_batch(
     task: Callable,
     jobs: Sequence[Job],
@@ -261,6 +414,8 @@ def run_batch(
     progress: bool | None = None,
     readable: Callable[[Path], bool] | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    table: RunTable | None = None,
+    data_dir: Path | None = None,
 ) -> BatchSummary:
     """Run ``task`` on every job and record the run.
 
@@ -273,7 +428,8 @@ def run_batch(
     command : str
         The command line name, e.g. ``"segment mesmer"``.
     parameters : dict
-        The options as the user gave them (JSON-serialisable), for the metadata.
+        The options as the user gave them (JSON-serialisable), for the metadata and
+        for ``--resume``'s check that finished outputs were made with the same ones.
     overwrite, resume : bool
         Replace existing outputs, or skip jobs whose outputs all exist and are
         readable. With neither, existing outputs are an error.
@@ -283,105 +439,209 @@ def run_batch(
         A progress bar; default: when stderr is a terminal (log lines otherwise).
     readable : callable, optional
         ``readable(path) -> bool`` for ``--resume``; defaults to
-        :func:`output_is_readable`.
+        :func:`~steinbock_like.io.outputs.output_is_readable`.
+    extra_metadata : dict, optional
+        Recorded in ``run_metadata.json`` besides the standard entries.
+    table : RunTable, optional
+        A per-run table to assemble from the jobs' figures.
+    data_dir : Path, optional
+        Paths in the metadata are written relative to it (so the record stays true
+        when the data folder moves).
 
     Returns
     -------
     BatchSummary
     """
     readable = readable or output_is_readable
-    skip = check_outputs(jobs, overwrite=overwrite, resume=resume, readable=readable)
+    extra = [table.path] if table else []
+    skip = check_outputs(jobs, overwrite=overwrite, resume=resume, readable=readable, extra=extra)
     output_dirs = sorted({path.parent for job in jobs for path in job.outputs.values()})
+    record_dirs = output_dirs or sorted({path.parent for path in extra})
+    previous = read_previous_metadata(record_dirs) if resume else {}
+    if skip:
+        check_same_settings(previous, parameters, record_dirs)
+    check_writable(
+        [*output_dirs, *(p.parent for p in extra)],
+        [path for job in jobs for path in job.outputs.values()],
+    )
     for directory in output_dirs:
-        directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(directory)
 
-    started = _now()
+    earlier_images = previous.get("images", {})
     results: dict[str, JobResult] = {
-        job.name: JobResult(job.name, "skipped") for job in jobs if job.name in skip
+        job.name: JobResult(
+            job.name, "skipped", info=earlier_images.get(job.name, {}).get("info", {})
+        )
+        for job in jobs
+        if job.name in skip
     }
     todo = [job for job in jobs if job.name not in skip]
     if skip:
         logger.info("%d of %d images already done, skipped (--resume)", len(skip), len(jobs))
 
+    recorder = RunRecorder(
+        task,
+        jobs,
+        record_dirs,
+        command=command,
+        parameters=parameters,
+        extra=extra_metadata or {},
+        earlier=earlier_images,
+        data_dir=data_dir,
+    )
     executor = executor or LocalExecutor(1)
     show_bar = sys.stderr.isatty() if progress is None else progress
-    with _progress(len(todo), command, show_bar) as advance:
-        for done, result in enumerate(executor.run(task, todo), start=1):
-            results[result.name] = result
-            advance(result, done, len(todo))
-
+    try:
+        with _progress(len(todo), command, show_bar) as advance:
+            for done, result in enumerate(executor.run(task, todo), start=1):
+                results[result.name] = result
+                advance(result, done, len(todo))
+                recorder.update(results)
+    except BaseException:
+        recorder.write(results, finished=False)
+        raise
     summary = BatchSummary([results[job.name] for job in jobs])
-    metadata = build_metadata(
-        task, jobs, summary, command=command, parameters=parameters, started=started
-    )
-    if extra_metadata:
-        metadata.update(extra_metadata)
-    for directory in output_dirs:
-        write_run_metadata(directory / RUN_METADATA, metadata)
+    recorder.write(results, finished=True)
+    if table is not None:
+        write_run_table(table, summary)
     return summary
 
 
-def build_metadata(
-    task: Callable,
-    jobs: Sequence[Job],
-    summary: BatchSummary,
-    *,
-    command: str,
-    parameters: dict[str, Any],
-    started: str,
-) -> dict[str, Any]:
-    """The content of ``run_metadata.json`` (see docs/file-types.md)."""
-    versions = package_versions(CORE_PACKAGES)
-    task_versions = getattr(task, "versions", None)
-    if callable(task_versions):
-        versions.update(task_versions())
-    by_name = {result.name: result for result in summary.results}
-    images = {}
-    for job in jobs:
-        result = by_name[job.name]
-        entry: dict[str, Any] = {
-            "status": result.status,
-            "seconds": round(result.seconds, 3),
-            "inputs": {key: str(path) for key, path in job.inputs.items()},
-            "outputs": {key: str(path) for key, path in job.outputs.items()},
-        }
-        if result.error:
-            entry["error"] = result.error
-        if result.info:
-            entry["info"] = result.info
-        images[job.name] = entry
-    return {
-        "command": f"steinbock-like {command}",
-        "argv": sys.argv,
-        "parameters": _jsonable(parameters),
-        "started": started,
-        "finished": _now(),
-        "versions": versions,
-        "summary": {
-            "ok": summary.count("ok"),
-            "skipped": summary.count("skipped"),
-            "failed": summary.count("failed"),
-        },
-        "images": images,
+def write_run_table(table: RunTable, summary: BatchSummary) -> None:
+    """Write the per-run table: one row per image with figures (done now or earlier)."""
+    import pandas as pd
+
+    from steinbock_like.io.tables import write_table
+
+    rows = {
+        result.name: {column: result.info.get(column) for column in table.columns}
+        for result in summary.results
+        if result.info and result.status in ("ok", "skipped")
     }
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(table.columns))
+    frame.index.name = table.index
+    write_table(table.path, frame.sort_index())
 
 
-def write_run_metadata(path: Path, metadata: dict[str, Any]) -> None:
-    """Write the metadata, keeping earlier per-image entries of images skipped now."""
-    previous = {}
-    if path.exists():
+def read_previous_metadata(directories: Sequence[Path]) -> dict[str, Any]:
+    """The run metadata already in the output directories (merged; first directory wins)."""
+    merged: dict[str, Any] = {}
+    for directory in reversed(list(directories)):
+        path = directory / RUN_METADATA
         with contextlib.suppress(OSError, ValueError):
-            previous = json.loads(path.read_text(encoding="utf-8")).get("images", {})
-    merged = dict(metadata)
-    images = {}
-    for name, entry in metadata["images"].items():
-        earlier = previous.get(name)
-        if entry["status"] == "skipped" and earlier and earlier.get("status") == "ok":
-            entry = {**earlier, "status": "skipped", "previous_status": "ok"}
-        images[name] = entry
-    merged["images"] = images
-    write_text_atomic(path, json.dumps(merged, indent=2, sort_keys=False) + "\n")
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+            images = {**merged.get("images", {}), **metadata.get("images", {})}
+            merged = {**metadata, "images": images}
+    return merged
+
+
+def check_same_settings(
+    previous: dict[str, Any], parameters: dict[str, Any], directories: Sequence[Path]
+) -> None:
+    """Refuse ``--resume`` over outputs made with other settings, naming the first one.
+
+    Raises
+    ------
+    SteinbockLikeError
+        If an option recorded by the earlier run differs from this run's.
+    """
+    earlier = previous.get("parameters")
+    if not isinstance(earlier, dict):
+        return
+    now = _jsonable(parameters)
+    for key in sorted(set(earlier) | set(now)):
+        if key in RUN_CONTROL_OPTIONS or key not in earlier or key not in now:
+            continue
+        if earlier[key] != now[key]:
+            option = "--" + key.replace("_", "-")
+            where = directories[0] if directories else "the output directory"
+            raise SteinbockLikeError(
+                f"--resume: the outputs in {where} were made with {option} {earlier[key]!r}, "
+                f"this run has {now[key]!r}; rerun with the same settings, or use "
+                "--overwrite to redo every image"
+            )
+
+
+class RunRecorder:
+    """Keeps ``run_metadata.json`` of every output directory up to date during a run."""
+
+    def __init__(
+        self,
+        task: Callable,
+        jobs: Sequence[Job],
+        directories: Sequence[Path],
+        *,
+        command: str,
+        parameters: dict[str, Any],
+        extra: dict[str, Any],
+        earlier: dict[str, Any],
+        data_dir: Path | None,
+    ):
+        self.jobs = jobs
+        self.directories = directories
+        self.earlier = earlier
+        self.data_dir = data_dir
+        versions = package_versions(CORE_PACKAGES)
+        task_versions = getattr(task, "versions", None)
+        if callable(task_versions):
+            versions.update(task_versions())
+        self.header = {
+            "command": f"steinbock-like {command}",
+            "argv": sys.argv,
+            "parameters": _jsonable(parameters),
+            "started": _now(),
+            "versions": versions,
+        }
+        self.extra = extra
+        self.last_write = 0.0
+
+    def update(self, results: dict[str, JobResult]) -> None:
+        if time.monotonic() - self.last_write >= METADATA_INTERVAL:
+            self.write(results, finished=False)
+
+    def write(self, results: dict[str, JobResult], *, finished: bool) -> None:
+        metadata = {**self.header, **_jsonable(self.extra)}
+        metadata["finished" if finished else "updated"] = _now()
+        if not finished:
+            metadata["in_progress"] = True
+        counts = {"ok": 0, "skipped": 0, "failed": 0}
+        images = {}
+        for job in self.jobs:
+            result = results.get(job.name)
+            status = result.status if result else "pending"
+            counts[status] = counts.get(status, 0) + 1
+            images[job.name] = self._entry(job, result)
+        if not finished:
+            counts["pending"] = sum(job.name not in results for job in self.jobs)
+        metadata["summary"] = counts
+        metadata["images"] = images
+        text = json.dumps(metadata, indent=2, sort_keys=False) + "\n"
+        for directory in self.directories:
+            with contextlib.suppress(OSError):  # a record must never fail the run
+                write_text_atomic(directory / RUN_METADATA, text)
+        self.last_write = time.monotonic()
+
+    def _entry(self, job: Job, result: JobResult | None) -> dict[str, Any]:
+        earlier = self.earlier.get(job.name)
+        if result is not None and result.status == "skipped" and earlier:
+            return {**earlier, "status": "skipped", "previous_status": earlier.get("status")}
+        entry: dict[str, Any] = {
+            "status": result.status if result else "pending",
+            "inputs": {key: self._path(path) for key, path in job.inputs.items()},
+            "outputs": {key: self._path(path) for key, path in job.outputs.items()},
+        }
+        if result is not None:
+            entry["seconds"] = round(result.seconds, 3)
+            if result.error:
+                entry["error"] = result.error
+            if result.info:
+                entry["info"] = _jsonable(result.info)
+        return entry
+
+    def _path(self, path: Path) -> str:
+        if self.data_dir is None:
+            return str(path)
+        return os.path.relpath(Path(path).absolute(), Path(self.data_dir).absolute())
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:
@@ -396,12 +656,13 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
 
 
 def remove_stale_temp_files(directory: Path) -> list[Path]:
-    """Delete temporary files an interrupted run left behind (see io.atomic)."""
+    """Delete temporary files that runs no longer alive left behind (see io.atomic)."""
     removed = []
     for path in directory.glob(TEMP_PREFIX + "*"):
-        with contextlib.suppress(OSError):
-            path.unlink()
-            removed.append(path)
+        if is_stale_temp_file(path):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
     if removed:
         logger.info(
             "%s: removed %d unfinished file(s) of an interrupted run", directory, len(removed)

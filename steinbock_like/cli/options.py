@@ -101,10 +101,13 @@ def run_jobs(
     command as the user gave them; ``executor`` defaults to a :class:`LocalExecutor`
     with ``workers`` processes.
     """
+    context = click.get_current_context(silent=True)
     if parameters is None:
-        parameters = dict(click.get_current_context().params)
+        parameters = dict(context.params) if context else {}
+    app = context.find_object(AppContext) if context else None
     if not jobs:
         raise SteinbockLikeError(f"{command}: no input images found")
+    kwargs.setdefault("data_dir", app.data_dir if app else None)
     summary = run_batch(
         task,
         jobs,
