@@ -104,3 +104,21 @@ def average_precision(truth: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> 
     counts = match_objects(truth, pred, iou)
     denominator = counts.true_positives + counts.false_positives + counts.false_negatives
     return 1.0 if denominator == 0 else counts.true_positives / denominator
+
+
+#: Columns of :func:`score_masks` (and of ``evaluation.csv``).
+SCORE_NAMES = ("reference_objects", "objects", "true_positives", "f1", "average_precision")
+
+
+def score_masks(truth: np.ndarray, pred: np.ndarray, iou: float = 0.5) -> dict[str, float]:
+    """Object counts, F1 and average precision of ``pred`` against ``truth`` (see
+    :data:`SCORE_NAMES`); two empty masks agree perfectly."""
+    counts = match_objects(truth, pred, iou)
+    tp, fp, fn = counts.true_positives, counts.false_positives, counts.false_negatives
+    return {
+        "reference_objects": tp + fn,
+        "objects": tp + fp,
+        "true_positives": tp,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+        "average_precision": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
+    }

@@ -410,3 +410,14 @@ def _metrics(n_cells: int, n_nuclei: int, mismatch: np.ndarray, pixels_trimmed: 
         "max_mismatch": float(mismatch.max()) if matched else math.nan,
         "pixels_trimmed": pixels_trimmed,
     }
+
+
+def summarize_metrics(rows: list[dict]) -> dict:
+    """Totals of per-image repair metrics: images, matched pairs, unmatched cells and
+    nuclei, and the matched fraction (matched / all three; NaN when there are none)."""
+    totals = {key: int(sum(row.get(key, 0) or 0 for row in rows)) for key in
+              ("matched", "unmatched_cells", "unmatched_nuclei")}  # fmt: skip
+    denominator = sum(totals.values())
+    totals["matched_fraction"] = totals["matched"] / denominator if denominator else float("nan")
+    totals["images"] = len(rows)
+    return totals

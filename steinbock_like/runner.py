@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from steinbock_like.errors import MissingToolError, OutputExistsError, SteinbockLikeError
 from steinbock_like.io.atomic import TEMP_PREFIX, is_stale_temp_file, write_text_atomic
 from steinbock_like.io.outputs import output_is_readable
-from steinbock_like.layout import RUN_METADATA
+from steinbock_like.layout import MASK_SUFFIX, RUN_METADATA
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,36 @@ class Job:
     inputs: dict[str, Path] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+
+
+def jobs_for(
+    named_inputs: Iterable[tuple[str, dict[str, Path]]],
+    outputs: dict[str, Path | tuple[Path, str]],
+) -> list[Job]:
+    """One job per image: its inputs, and each output as ``DIR/NAME.tiff``.
+
+    Parameters
+    ----------
+    named_inputs : iterable of (name, inputs)
+        E.g. from :func:`named_files` or :func:`steinbock_like.io.pairs.match_by_name`.
+    outputs : dict
+        Output key -> directory (``NAME.tiff`` in it), or (directory, suffix).
+    """
+    jobs = []
+    for name, inputs in named_inputs:
+        files = {}
+        for key, target in outputs.items():
+            directory, suffix = target if isinstance(target, tuple) else (target, MASK_SUFFIX)
+            files[key] = Path(directory) / f"{name}{suffix}"
+        jobs.append(Job(name, dict(inputs), files))
+    return jobs
+
+
+def named_files(paths: Iterable[Path], key: str) -> list[tuple[str, dict[str, Path]]]:
+    """``(image name, {key: path})`` for each file, for :func:`jobs_for`."""
+    from steinbock_like.io.images import image_name
+
+    return [(image_name(path), {key: path}) for path in paths]
 
 
 @dataclass
@@ -202,6 +232,21 @@ class ExternalToolExecutor:
 
     run_all: Callable[[Sequence[Job]], Any]
     tool: str
+
+    @classmethod
+    def for_files(
+        cls, run_tool: Callable[[list[Path], Path], Any], tool: str, input_key: str, output_key: str
+    ) -> ExternalToolExecutor:
+        """An executor calling ``run_tool(input files, output directory)`` once per batch.
+
+        The inputs are the jobs' ``input_key`` files; the output directory is that of
+        their ``output_key`` files (the tool names its outputs after the inputs).
+        """
+
+        def run_all(jobs: Sequence[Job]) -> None:
+            run_tool([job.inputs[input_key] for job in jobs], jobs[0].outputs[output_key].parent)
+
+        return cls(run_all, tool)
 
     def run(self, task: Callable, jobs: Sequence[Job]) -> Iterator[JobResult]:
         if not jobs:
@@ -416,6 +461,7 @@ def run_batch(
     extra_metadata: dict[str, Any] | None = None,
     table: RunTable | None = None,
     data_dir: Path | None = None,
+    resume_ignores: Iterable[str] = (),
 ) -> BatchSummary:
     """Run ``task`` on every job and record the run.
 
@@ -447,6 +493,9 @@ def run_batch(
     data_dir : Path, optional
         Paths in the metadata are written relative to it (so the record stays true
         when the data folder moves).
+    resume_ignores : iterable of str
+        Parameters that may differ on ``--resume`` because they do not change the
+        outputs of an image (e.g. how many images to make).
 
     Returns
     -------
@@ -456,10 +505,10 @@ def run_batch(
     extra = [table.path] if table else []
     skip = check_outputs(jobs, overwrite=overwrite, resume=resume, readable=readable, extra=extra)
     output_dirs = sorted({path.parent for job in jobs for path in job.outputs.values()})
-    record_dirs = output_dirs or sorted({path.parent for path in extra})
+    record_dirs = output_dirs
     previous = read_previous_metadata(record_dirs) if resume else {}
     if skip:
-        check_same_settings(previous, parameters, record_dirs)
+        check_same_settings(previous, parameters, record_dirs, ignore=resume_ignores)
     check_writable(
         [*output_dirs, *(p.parent for p in extra)],
         [path for job in jobs for path in job.outputs.values()],
@@ -536,7 +585,11 @@ def read_previous_metadata(directories: Sequence[Path]) -> dict[str, Any]:
 
 
 def check_same_settings(
-    previous: dict[str, Any], parameters: dict[str, Any], directories: Sequence[Path]
+    previous: dict[str, Any],
+    parameters: dict[str, Any],
+    directories: Sequence[Path],
+    *,
+    ignore: Iterable[str] = (),
 ) -> None:
     """Refuse ``--resume`` over outputs made with other settings, naming the first one.
 
@@ -549,8 +602,9 @@ def check_same_settings(
     if not isinstance(earlier, dict):
         return
     now = _jsonable(parameters)
+    ignored = RUN_CONTROL_OPTIONS | set(ignore)
     for key in sorted(set(earlier) | set(now)):
-        if key in RUN_CONTROL_OPTIONS or key not in earlier or key not in now:
+        if key in ignored or key not in earlier or key not in now:
             continue
         if earlier[key] != now[key]:
             option = "--" + key.replace("_", "-")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import click
 
@@ -17,7 +16,7 @@ from steinbock_like.cli.options import (
     run_jobs,
     runner_options,
 )
-from steinbock_like.errors import OutputExistsError, SteinbockLikeError
+from steinbock_like.errors import SteinbockLikeError
 from steinbock_like.runner import Job
 
 logger = logging.getLogger("steinbock_like")
@@ -142,16 +141,18 @@ def prepare_cmd(
     from steinbock_like.io.ilastik import read_ilastik_crop
     from steinbock_like.io.images import image_name, list_images
     from steinbock_like.io.panel import read_panel
+    from steinbock_like.runner import check_single_output
     from steinbock_like.tasks.ilastik import PrepareTask
 
     aggregation_function(aggr)  # fail now on a bad name, not once per image
     feature_selection(_parse_features(features))
     project_path = app.path(project_file)
-    if project_path.exists() and not (overwrite or resume):
-        raise OutputExistsError(
-            f"{project_path} exists already (it may hold your training labels): use "
-            "--overwrite to replace it or -o to write elsewhere"
-        )
+    write_project = check_single_output(
+        project_path,
+        overwrite=overwrite,
+        resume=resume,
+        why=" (it may hold your training labels)",
+    )
     panel_path = app.path(panel_file)
     panel = read_panel(panel_path) if panel_path.exists() else None
     if panel is None:
@@ -167,27 +168,15 @@ def prepare_cmd(
             outputs["crop"] = app.path(cropout) / crop_file_name(name, x, y, cropsize)
         jobs.append(Job(name, {"image": path}, outputs, {"crop": plan.get(name)}))
     task = PrepareTask(panel, cropsize, aggr, mean, meanfactor, scale)
-    parameters = dict(
-        cropsize=cropsize,
-        seed=seed,
-        aggr=aggr,
-        mean=mean,
-        meanfactor=meanfactor,
-        scale=scale,
-        features=features,
-    )
     run_jobs(
         task,
         jobs,
         command="classify ilastik prepare",
-        parameters=parameters,
         workers=workers,
         overwrite=overwrite,
         resume=resume,
     )
-
-    if project_path.exists() and resume:
-        logger.info("%s exists: kept (--resume)", project_path)
+    if not write_project:
         return
     crops = [job.outputs["crop"] for job in jobs if "crop" in job.outputs]
     lanes = [lane_for_crop(c, project_path, read_ilastik_crop(c).shape) for c in crops]
@@ -197,7 +186,13 @@ def prepare_cmd(
         features=_parse_features(features),
         probabilities_dir=layout.ILASTIK_PROBABILITIES,
     )
-    logger.info("wrote %s with %d training crops", project_path, len(lanes))
+    logger.info(
+        "wrote %s with %d training crops; images in %s, crops in %s",
+        project_path,
+        len(lanes),
+        app.path(imgout),
+        app.path(cropout),
+    )
 
 
 def _parse_features(value: str):
@@ -292,7 +287,7 @@ def fix_cmd(app: AppContext, project_file, crop_dir, axes, backup):
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Threads for ilastik (LAZYFLOW_THREADS).",
+    help="Threads for ilastik (LAZYFLOW_THREADS), or for training with --backend native.",
 )
 @click.option(
     "--mem",
@@ -331,59 +326,46 @@ def run_cmd(
     resume,
 ):
     from steinbock_like.classify.ilastik.binary import find_ilastik_binary
-    from steinbock_like.errors import MissingToolError
     from steinbock_like.io.ilastik import list_ilastik_files
-    from steinbock_like.io.images import image_name
+    from steinbock_like.runner import jobs_for, named_files, threads_per_worker
     from steinbock_like.tasks.ilastik import NativeClassifyTask, ilastik_executor
+    from steinbock_like.tools import choose_backend
 
     project_path = app.path(project_file)
     if not project_path.is_file():
         raise SteinbockLikeError(f"{project_path}: project file not found")
-    if backend == "auto":
-        try:
-            find_ilastik_binary(ilastik_binary)
-            backend = "ilastik"
-        except MissingToolError:
-            backend = "native"
-        logger.info("backend: %s (auto)", backend)
+    backend = choose_backend(backend, "ilastik", lambda: find_ilastik_binary(ilastik_binary))
     binary = find_ilastik_binary(ilastik_binary) if backend == "ilastik" else None
     files = list_ilastik_files(app.path(img_dir))
-    jobs = [
-        Job(
-            image_name(f),
-            {"image": f},
-            {"probabilities": app.path(out_dir) / f"{image_name(f)}.tiff"},
-        )
-        for f in files
-    ]
-    parameters = dict(backend=backend, project=project_path, retrain=retrain, tile_size=tile_size)
+    jobs = jobs_for(named_files(files, "image"), {"probabilities": app.path(out_dir)})
     if backend == "ilastik":
         if retrain:
             raise SteinbockLikeError("--retrain needs --backend native")
-        executor = ilastik_executor(project_path, binary, threads, memory_mb)
         run_jobs(
             None,
             jobs,
             command="classify ilastik run",
-            parameters=parameters,
             workers=1,
             overwrite=overwrite,
             resume=resume,
-            executor=executor,
+            executor=ilastik_executor(project_path, binary, threads, memory_mb),
+            resolved={"backend": backend},
             extra_metadata={"ilastik": str(binary)},
         )
-        return
-    from steinbock_like.classify.ilastik.training import load_or_train_pixel_classifier
+    else:
+        from steinbock_like.classify.ilastik.training import load_or_train_pixel_classifier
 
-    classifier = load_or_train_pixel_classifier(
-        project_path, retrain=retrain, n_jobs=min(workers, os.cpu_count() or 1)
-    )
-    run_jobs(
-        NativeClassifyTask(classifier, tile_size),
-        jobs,
-        command="classify ilastik run",
-        parameters=parameters,
-        workers=workers,
-        overwrite=overwrite,
-        resume=resume,
-    )
+        # Trained once here, in the main process, with every core.
+        classifier = load_or_train_pixel_classifier(
+            project_path, retrain=retrain, n_jobs=threads_per_worker(1, threads)
+        )
+        run_jobs(
+            NativeClassifyTask(classifier, tile_size),
+            jobs,
+            command="classify ilastik run",
+            workers=workers,
+            overwrite=overwrite,
+            resume=resume,
+            resolved={"backend": backend},
+        )
+    logger.info("probabilities in %s", app.path(out_dir))

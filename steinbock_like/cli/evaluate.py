@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from steinbock_like import layout
-from steinbock_like.cli.options import AppContext, pass_app, path_option
+from steinbock_like.cli.options import AppContext, pass_app, path_option, run_jobs, runner_options
 
 logger = logging.getLogger("steinbock_like")
 
@@ -21,8 +21,9 @@ logger = logging.getLogger("steinbock_like")
     --iou. Per image: reference and predicted object counts, true positives,
     F1 = 2 TP / (2 TP + FP + FN) and average precision AP = TP / (TP + FP + FN)
     (as Cellpose and StarDist report it). Written to -o as CSV, with the means
-    in the log. Use it with manual annotations, or with the example dataset's
-    masks_truth/.
+    in the log. Only images with a reference are scored (manual annotations
+    of a few images are the normal case); the others are counted in the log.
+    Use it with manual annotations, or with the example dataset's masks_truth/.
     """,
 )
 @path_option("--masks", "masks_dir", default=layout.MASKS, help="Masks to score.")
@@ -35,35 +36,55 @@ logger = logging.getLogger("steinbock_like")
     show_default=True,
     help="IoU above which two objects match.",
 )
+@runner_options
 @pass_app
-def evaluate_cmd(app: AppContext, masks_dir: Path, truth_dir: Path, out_file: Path, iou: float):
-    import pandas as pd
+def evaluate_cmd(
+    app: AppContext,
+    masks_dir: Path,
+    truth_dir: Path,
+    out_file: Path,
+    iou: float,
+    workers: int,
+    overwrite: bool,
+    resume: bool,
+):
+    from steinbock_like.io.pairs import pair_by_name
+    from steinbock_like.metrics import SCORE_NAMES
+    from steinbock_like.runner import RunTable, jobs_for
+    from steinbock_like.tasks.evaluate import EvaluateTask
 
-    from steinbock_like.io.masks import read_mask
-    from steinbock_like.io.pairs import match_by_name
-    from steinbock_like.io.tables import write_table
-    from steinbock_like.metrics import match_objects
-
-    rows = {}
-    for name, truth_path, mask_path in match_by_name(app.path(truth_dir), app.path(masks_dir)):
-        truth = read_mask(truth_path)
-        counts = match_objects(truth, read_mask(mask_path, shape=truth.shape), iou)
-        tp, fp, fn = counts.true_positives, counts.false_positives, counts.false_negatives
-        rows[name] = {
-            "reference_objects": tp + fn,
-            "objects": tp + fp,
-            "true_positives": tp,
-            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
-            "average_precision": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "image"
-    write_table(app.path(out_file), table)
+    pairs, no_masks, no_truth = pair_by_name(app.path(truth_dir), app.path(masks_dir))
+    if no_truth:
+        logger.info(
+            "evaluate: %d of %d masks have no reference in %s and are not scored",
+            len(no_truth),
+            len(no_truth) + len(pairs),
+            app.path(truth_dir),
+        )
+    if no_masks:
+        logger.warning(
+            "evaluate: %d reference masks have no mask in %s (first: %s)",
+            len(no_masks),
+            app.path(masks_dir),
+            no_masks[0].name,
+        )
+    jobs = jobs_for([(name, {"truth": t, "masks": m}) for name, t, m in pairs], {})
+    summary = run_jobs(
+        EvaluateTask(iou),
+        jobs,
+        command="evaluate",
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+        table=RunTable(app.path(out_file), SCORE_NAMES),
+    )
+    scores = [r.info for r in summary.results if r.info]
+    mean = {key: sum(s[key] for s in scores) / len(scores) for key in ("f1", "average_precision")}
     logger.info(
         "evaluate: %d images, mean F1 %.3f, mean AP %.3f at IoU > %.2f (%s)",
-        len(table),
-        table["f1"].mean(),
-        table["average_precision"].mean(),
+        len(scores),
+        mean["f1"],
+        mean["average_precision"],
         iou,
         app.path(out_file),
     )

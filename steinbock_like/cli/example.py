@@ -9,7 +9,7 @@ import click
 
 from steinbock_like import layout
 from steinbock_like.cli.options import AppContext, pass_app, path_option, run_jobs, runner_options
-from steinbock_like.errors import OutputExistsError, SteinbockLikeError
+from steinbock_like.errors import SteinbockLikeError
 
 logger = logging.getLogger("steinbock_like")
 
@@ -82,16 +82,14 @@ def example_imc_cmd(
 ) -> None:
     from steinbock_like.example import example_image_names, example_panel, select_markers
     from steinbock_like.io.panel import write_panel
-    from steinbock_like.runner import Job
+    from steinbock_like.runner import Job, check_single_output
     from steinbock_like.tasks.example import ExampleImageTask
 
     root = app.path(directory)
     panel_path = root / layout.PANEL
-    if panel_path.exists() and not (overwrite or resume):
-        raise OutputExistsError(
-            f"{panel_path} exists already: use --overwrite to replace the dataset "
-            "or --resume to complete it"
-        )
+    check_single_output(
+        panel_path, overwrite=overwrite or resume, why=" (use --resume to complete the dataset)"
+    )
     write_panel(panel_path, example_panel(select_markers(channels)))
     jobs = [
         Job(
@@ -115,10 +113,10 @@ def example_imc_cmd(
         ExampleImageTask(root, size, channels, seed, raw=raw),
         jobs,
         command="example imc",
-        parameters={"images": images, "size": size, "channels": channels, "seed": seed},
         workers=workers,
         overwrite=overwrite,
         resume=resume,
+        resume_ignores=("images", "raw"),
     )
     logger.info("example imc: %d images of %d x %d x %d in %s", images, channels, size, size, root)
 
@@ -165,7 +163,7 @@ def example_ilastik_labels_cmd(
 
     from steinbock_like.classify.ilastik.prepare import parse_crop_file_name
     from steinbock_like.classify.ilastik.project import write_training_labels
-    from steinbock_like.example import training_labels
+    from steinbock_like.example.labels import crop_training_labels
     from steinbock_like.io.ilastik_project import read_project
     from steinbock_like.io.masks import read_mask
 
@@ -180,11 +178,12 @@ def example_ilastik_labels_cmd(
         if lane is None:
             continue
         name, x, y, width, height = parse_crop_file_name(lane.file_path)
-        masks = []
-        for directory in (truth_dir, truth_nuclei_dir):
-            mask = read_mask(app.path(directory) / f"{name}{layout.MASK_SUFFIX}")
-            mask = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
-            masks.append(mask[y : y + height, x : x + width])
-        labels_by_lane[index] = training_labels(*masks, rng, fraction=fraction)
+        cells, nuclei = (
+            read_mask(app.path(directory) / f"{name}{layout.MASK_SUFFIX}")
+            for directory in (truth_dir, truth_nuclei_dir)
+        )
+        labels_by_lane[index] = crop_training_labels(
+            cells, nuclei, (y, x, height, width), scale, rng, fraction=fraction
+        )
     pixels = write_training_labels(project_path, labels_by_lane)
     logger.info("%s: %d pixels labelled in %d crops", project_path, pixels, len(labels_by_lane))

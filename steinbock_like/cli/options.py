@@ -92,18 +92,21 @@ def run_jobs(
     overwrite: bool,
     resume: bool,
     parameters: dict[str, Any] | None = None,
+    resolved: dict[str, Any] | None = None,
     executor=None,
     **kwargs: Any,
 ) -> BatchSummary:
     """Run a batch with the shared runner and report it; fail if any image failed.
 
     ``parameters`` (for the metadata) defaults to the options of the running click
-    command as the user gave them; ``executor`` defaults to a :class:`LocalExecutor`
-    with ``workers`` processes.
+    command as the user gave them, updated with ``resolved`` (values the command
+    decided, e.g. the backend ``auto`` chose); ``executor`` defaults to a
+    :class:`LocalExecutor` with ``workers`` processes.
     """
     context = click.get_current_context(silent=True)
     if parameters is None:
         parameters = dict(context.params) if context else {}
+    parameters = {**parameters, **(resolved or {})}
     app = context.find_object(AppContext) if context else None
     if not jobs:
         raise SteinbockLikeError(f"{command}: no input images found")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from steinbock_like import layout
 from steinbock_like.cli.options import AppContext, pass_app, path_option, run_jobs, runner_options
 from steinbock_like.repair import METRIC_NAMES
-from steinbock_like.runner import Job
 
 logger = logging.getLogger("steinbock_like")
 
@@ -88,6 +85,8 @@ def repair_cmd(
     resume: bool,
 ) -> None:
     from steinbock_like.io.pairs import match_by_name
+    from steinbock_like.repair import summarize_metrics
+    from steinbock_like.runner import RunTable, jobs_for
     from steinbock_like.tasks.repair import RepairTask
 
     outputs = {
@@ -97,52 +96,28 @@ def repair_cmd(
     }
     if boundaries_out is not None:
         outputs["boundaries"] = app.path(boundaries_out)
-    jobs = [
-        Job(
-            name,
-            {"cells": cells_path, "nuclei": nuclei_path},
-            {key: directory / f"{name}{layout.MASK_SUFFIX}" for key, directory in outputs.items()},
-        )
-        for name, cells_path, nuclei_path in match_by_name(
-            app.path(cells_dir), app.path(nuclei_dir)
-        )
-    ]
+    pairs = match_by_name(app.path(cells_dir), app.path(nuclei_dir))
+    jobs = jobs_for(
+        [(name, {"cells": cells, "nuclei": nuclei}) for name, cells, nuclei in pairs], outputs
+    )
     summary = run_jobs(
         RepairTask(boundary=boundary, trim=trim),
         jobs,
         command="repair",
-        parameters={"boundary": boundary, "trim": trim, "cells": cells_dir, "nuclei": nuclei_dir},
         workers=workers,
         overwrite=overwrite,
         resume=resume,
+        table=RunTable(app.path(metrics_file), METRIC_NAMES),
     )
-    metrics = write_metrics(app.path(metrics_file), summary.results, keep_previous=resume)
-    if len(metrics):
-        total = metrics[["matched", "unmatched_cells", "unmatched_nuclei"]].sum()
-        denominator = total.sum()
-        fraction = total["matched"] / denominator if denominator else math.nan
-        logger.info(
-            "repair: %d images, %d matched pairs, %d unmatched cells, %d unmatched nuclei "
-            "(matched fraction %.3f)",
-            len(metrics),
-            total["matched"],
-            total["unmatched_cells"],
-            total["unmatched_nuclei"],
-            fraction,
-        )
-
-
-def write_metrics(path: Path, results, *, keep_previous: bool) -> pd.DataFrame:
-    """Write one row per image; with --resume, rows of skipped images are kept from before."""
-    from steinbock_like.io.tables import read_table, write_table
-
-    rows = {r.name: {c: r.info.get(c) for c in METRIC_NAMES} for r in results if r.info}
-    if keep_previous and path.exists():
-        previous = read_table(path, index="image")
-        for name, row in previous.iterrows():
-            rows.setdefault(str(name), row.to_dict())
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(METRIC_NAMES))
-    table.index.name = "image"
-    table = table.sort_index()
-    write_table(path, table)
-    return table
+    totals = summarize_metrics([r.info for r in summary.results if r.info])
+    logger.info(
+        "repair: %d images, %d matched pairs, %d unmatched cells, %d unmatched nuclei "
+        "(matched fraction %.3f); masks in %s, metrics in %s",
+        totals["images"],
+        totals["matched"],
+        totals["unmatched_cells"],
+        totals["unmatched_nuclei"],
+        totals["matched_fraction"],
+        app.path(cells_out),
+        app.path(metrics_file),
+    )

@@ -174,8 +174,6 @@ def cellpose_cmd(
     overwrite: bool,
     resume: bool,
 ) -> None:
-    import os
-
     from steinbock_like.channels import aggregation_function
     from steinbock_like.io.images import image_name, list_images
     from steinbock_like.models import (
@@ -183,6 +181,7 @@ def cellpose_cmd(
         resolve_cellpose_model,
         sha256_of_file,
     )
+    from steinbock_like.runner import threads_per_worker
     from steinbock_like.segment import cellpose as cp
     from steinbock_like.tasks.cellpose import CellposeTask
 
@@ -221,8 +220,6 @@ def cellpose_cmd(
         tile_overlap=tile_overlap,
         gpu=gpu,
     )
-    # Worker processes share the CPU cores instead of each taking all of them.
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     task = CellposeTask(
         model_file.path,
         settings,
@@ -230,7 +227,7 @@ def cellpose_cmd(
         normalize="minmax" if minmax else "zscore" if zscore else None,
         aggr=aggr,
         stain=stain,
-        threads=threads,
+        threads=threads_per_worker(workers) if workers > 1 else None,
         block_size=block_size,
         block_overlap=block_overlap,
     )
@@ -246,33 +243,19 @@ def cellpose_cmd(
         task,
         jobs,
         command="segment cellpose",
-        parameters={
-            "model": model_file.name,
-            "diameter": diameter,
-            "flow_threshold": flow_threshold,
-            "cellprob_threshold": cellprob_threshold,
-            "min_size": min_size,
-            "batch_size": batch_size,
-            "tile_overlap": tile_overlap,
-            "block_size": block_size,
-            "block_overlap": block_overlap,
-            "gpu": gpu,
-            "normalize": task.normalize,
-            "aggr": aggr,
-            "stain": stain,
-            "tissue_masks": tissue_dir,
-            "figures": figures_dir,
-            "img": img_dir,
-            "panel": None if stain else panel_file,
-            "masks": masks_dir,
-        },
         workers=workers,
         overwrite=overwrite,
         resume=resume,
+        resolved={"model": model_file.name, "normalize": task.normalize},
         extra_metadata={"model": model_record},
     )
     objects = sum(r.info.get("objects", 0) for r in summary.results if r.info)
-    logger.info("segment cellpose: %d objects in %d images", objects, summary.count("ok"))
+    logger.info(
+        "segment cellpose: %d objects in %d images; masks in %s",
+        objects,
+        summary.count("ok"),
+        app.path(masks_dir),
+    )
 
 
 def _tissue_mask_path(directory: Path, name: str) -> Path:

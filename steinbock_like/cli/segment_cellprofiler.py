@@ -9,8 +9,6 @@ import click
 
 from steinbock_like import layout
 from steinbock_like.cli.options import AppContext, pass_app, path_option, run_jobs, runner_options
-from steinbock_like.errors import OutputExistsError, SteinbockLikeError
-from steinbock_like.runner import Job
 
 logger = logging.getLogger("steinbock_like")
 
@@ -79,11 +77,11 @@ def prepare_cmd(
     app: AppContext, pipeline_file, scale, min_diameter, max_diameter, threshold_factor, overwrite
 ):
     from steinbock_like.io.cppipe import write_pipeline_file
+    from steinbock_like.runner import check_single_output
     from steinbock_like.segment.cellprofiler.pipeline import PipelineSettings, pipeline_text
 
     path = app.path(pipeline_file)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists already: use --overwrite to replace it")
+    check_single_output(path, overwrite=overwrite)
     settings = PipelineSettings(
         scale=scale,
         nucleus_diameter=(min_diameter, max_diameter),
@@ -149,58 +147,42 @@ def run_cmd(
     overwrite,
     resume,
 ):
-    from steinbock_like.errors import MissingToolError
-    from steinbock_like.io.images import image_name, list_images
+    from steinbock_like.io.cppipe import read_pipeline_file
+    from steinbock_like.io.images import list_images
+    from steinbock_like.runner import jobs_for, named_files
     from steinbock_like.segment.cellprofiler.binary import find_cellprofiler_python
     from steinbock_like.tasks.cellprofiler import NativeCellProfilerTask, cellprofiler_executor
+    from steinbock_like.tools import choose_backend
 
     pipeline_path = app.path(pipeline_file)
-    if not pipeline_path.is_file():
-        raise SteinbockLikeError(
-            f"{pipeline_path}: pipeline not found (write one with "
-            "'steinbock-like segment cellprofiler prepare')"
-        )
-    if backend == "auto":
-        try:
-            find_cellprofiler_python(python)
-            backend = "cellprofiler"
-        except MissingToolError:
-            backend = "native"
-        logger.info("backend: %s (auto)", backend)
-    jobs = [
-        Job(
-            image_name(p),
-            {"probabilities": p},
-            {"mask": app.path(out_dir) / f"{image_name(p)}{layout.MASK_SUFFIX}"},
-        )
-        for p in list_images(app.path(probabilities_dir))
-    ]
-    parameters = {"backend": backend, "pipeline": pipeline_path}
-    text = pipeline_path.read_text(encoding="utf-8", errors="replace")
+    text = read_pipeline_file(pipeline_path)
+    backend = choose_backend(backend, "cellprofiler", lambda: find_cellprofiler_python(python))
+    interpreter = find_cellprofiler_python(python) if backend == "cellprofiler" else None
+    probabilities = list_images(app.path(probabilities_dir))
+    jobs = jobs_for(named_files(probabilities, "probabilities"), {"mask": app.path(out_dir)})
     if backend == "cellprofiler":
-        interpreter = find_cellprofiler_python(python)
-        executor = cellprofiler_executor(pipeline_path, python, plugins_dir)
         run_jobs(
             None,
             jobs,
             command="segment cellprofiler run",
-            parameters=parameters,
             workers=1,
             overwrite=overwrite,
             resume=resume,
-            executor=executor,
+            executor=cellprofiler_executor(pipeline_path, python, plugins_dir),
+            resolved={"backend": backend},
             extra_metadata={"cellprofiler_python": str(interpreter)},
         )
-        return
-    from steinbock_like.segment.cellprofiler.translate import native_steps
+    else:
+        from steinbock_like.segment.cellprofiler.translate import native_steps
 
-    native_steps(text)  # an unsupported module is an error before any image is read
-    run_jobs(
-        NativeCellProfilerTask(text),
-        jobs,
-        command="segment cellprofiler run",
-        parameters=parameters,
-        workers=workers,
-        overwrite=overwrite,
-        resume=resume,
-    )
+        native_steps(text)  # an unsupported module is an error before any image is read
+        run_jobs(
+            NativeCellProfilerTask(text),
+            jobs,
+            command="segment cellprofiler run",
+            workers=workers,
+            overwrite=overwrite,
+            resume=resume,
+            resolved={"backend": backend},
+        )
+    logger.info("cell masks in %s", app.path(out_dir))

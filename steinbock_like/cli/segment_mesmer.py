@@ -17,7 +17,6 @@ from steinbock_like.cli.options import (
     run_jobs,
     runner_options,
 )
-from steinbock_like.runner import Job
 
 logger = logging.getLogger("steinbock_like")
 
@@ -114,9 +113,10 @@ def mesmer_cmd(
     resume,
 ):
     from steinbock_like.channels import channel_groups
-    from steinbock_like.io.images import image_name, list_images
+    from steinbock_like.io.images import list_images
     from steinbock_like.io.panel import read_panel
     from steinbock_like.models import locate_mesmer_model
+    from steinbock_like.runner import jobs_for, named_files, threads_per_worker
     from steinbock_like.tasks.mesmer import MesmerTask
 
     model = locate_mesmer_model(app.path(model_path) if model_path else None)
@@ -135,34 +135,25 @@ def mesmer_cmd(
         outputs["cells"] = app.path(out_dir)
     if mask_type in ("nuclear", "both"):
         outputs["nuclei"] = app.path(nuclei_out)
-    jobs = [
-        Job(
-            image_name(p),
-            {"image": p},
-            {key: d / f"{image_name(p)}{layout.MASK_SUFFIX}" for key, d in outputs.items()},
-        )
-        for p in list_images(app.path(img_dir))
-    ]
-    if threads is None and workers > 1:
-        threads = 1  # workers already use the cores
+    jobs = jobs_for(named_files(list_images(app.path(img_dir)), "image"), outputs)
     task = MesmerTask(
-        model, panel, TYPES[mask_type], pixelsize, minmax, zscore, aggr, threads, chunk_size
-    )
-    parameters = dict(
-        type=mask_type,
-        pixelsize=pixelsize,
-        minmax=minmax,
-        zscore=zscore,
-        aggr=aggr,
-        model=model,
-        chunk_size=chunk_size,
+        model,
+        panel,
+        TYPES[mask_type],
+        pixelsize,
+        minmax,
+        zscore,
+        aggr,
+        threads_per_worker(workers, threads),
+        chunk_size,
     )
     run_jobs(
         task,
         jobs,
         command="segment mesmer",
-        parameters=parameters,
         workers=workers,
         overwrite=overwrite,
         resume=resume,
+        resolved={"model": model},
     )
+    logger.info("masks in %s", ", ".join(str(path) for path in outputs.values()))

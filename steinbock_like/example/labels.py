@@ -50,3 +50,31 @@ def training_labels(
     classes = np.where(nuclei > 0, 1, np.where(cells > 0, 2, 3)).astype(np.uint8)
     keep = inner & (rng.random(cells.shape) < fraction)
     return np.where(keep, classes, 0).astype(np.uint8)
+
+
+def crop_training_labels(
+    cells: np.ndarray,
+    nuclei: np.ndarray,
+    box: tuple[int, int, int, int],
+    scale: int,
+    rng: np.random.Generator,
+    *,
+    fraction: float = 0.1,
+) -> np.ndarray:
+    """:func:`training_labels` of one training crop, from the masks at the image's size.
+
+    Parameters
+    ----------
+    cells, nuclei : ndarray of int, shape (Y, X)
+        Ground-truth masks at the original image size.
+    box : (y, x, height, width)
+        The crop, in pixels of the image scaled by ``scale`` (as ilastik prepare crops).
+    scale : int
+        The up-scaling of the crops' image (nearest neighbour for masks).
+    """
+    y, x, height, width = box
+    crops = [
+        np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)[y : y + height, x : x + width]
+        for mask in (cells, nuclei)
+    ]
+    return training_labels(*crops, rng, fraction=fraction)

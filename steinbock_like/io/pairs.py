@@ -21,18 +21,34 @@ def match_by_name(
         Naming the first unpaired file, when either directory has a file the
         other lacks.
     """
-    first = {image_name(p): p for p in list_images(first_dir) if p.suffix in suffixes}
-    second = {image_name(p): p for p in list_images(second_dir) if p.suffix in suffixes}
-    only_first = sorted(set(first) - set(second))
-    only_second = sorted(set(second) - set(first))
+    pairs, only_first, only_second = pair_by_name(first_dir, second_dir, suffixes=suffixes)
     if only_first:
         raise InputError(
-            first[only_first[0]],
+            only_first[0],
             f"no matching file in {second_dir} ({len(only_first)} unmatched in all)",
         )
     if only_second:
         raise InputError(
-            second[only_second[0]],
+            only_second[0],
             f"no matching file in {first_dir} ({len(only_second)} unmatched in all)",
         )
-    return [(name, first[name], second[name]) for name in sorted(first)]
+    return pairs
+
+
+def pair_by_name(
+    first_dir: str | Path, second_dir: str | Path, *, suffixes=(".tiff", ".tif")
+) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
+    """Pair the files of two directories by image name, keeping the unpaired ones apart.
+
+    Returns
+    -------
+    pairs : list of (name, first_path, second_path), sorted by name
+    only_first, only_second : list of Path
+        Files without a partner in the other directory, sorted.
+    """
+    first = {image_name(p): p for p in list_images(first_dir) if p.suffix in suffixes}
+    second = {image_name(p): p for p in list_images(second_dir) if p.suffix in suffixes}
+    pairs = [(name, first[name], second[name]) for name in sorted(set(first) & set(second))]
+    only_first = [first[name] for name in sorted(set(first) - set(second))]
+    only_second = [second[name] for name in sorted(set(second) - set(first))]
+    return pairs, only_first, only_second

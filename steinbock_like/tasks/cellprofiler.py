@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +42,5 @@ def cellprofiler_executor(
     """One headless CellProfiler run for the whole batch, in CellProfiler's own interpreter."""
     from steinbock_like.segment.cellprofiler.binary import run_cellprofiler
 
-    def run_all(jobs: Sequence[Job]) -> None:
-        run_cellprofiler(
-            pipeline,
-            [job.inputs["probabilities"] for job in jobs],
-            jobs[0].outputs["mask"].parent,
-            python=python,
-            plugins_dir=plugins_dir,
-        )
-
-    return ExternalToolExecutor(run_all, "cellprofiler")
+    run_tool = functools.partial(run_cellprofiler, pipeline, python=python, plugins_dir=plugins_dir)
+    return ExternalToolExecutor.for_files(run_tool, "cellprofiler", "probabilities", "mask")

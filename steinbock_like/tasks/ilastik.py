@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,14 +76,7 @@ def ilastik_executor(
     """One headless ilastik process for the whole batch (its start-up takes many seconds)."""
     from steinbock_like.classify.ilastik.binary import run_ilastik
 
-    def run_all(jobs: Sequence[Job]) -> None:
-        run_ilastik(
-            project,
-            [job.inputs["image"] for job in jobs],
-            jobs[0].outputs["probabilities"].parent,
-            binary=binary,
-            threads=threads,
-            memory_mb=memory_mb,
-        )
-
-    return ExternalToolExecutor(run_all, "ilastik")
+    run_tool = functools.partial(
+        run_ilastik, project, binary=binary, threads=threads, memory_mb=memory_mb
+    )
+    return ExternalToolExecutor.for_files(run_tool, "ilastik", "image", "probabilities")
