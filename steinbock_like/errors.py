@@ -32,3 +32,9 @@ class OutputExistsError(SteinbockLikeError):
 
 class MissingToolError(SteinbockLikeError):
     """An external program or model is not installed where it was looked for."""
+
+
+def describe_error(error: BaseException) -> str:
+    """An unexpected exception as one line: its type and the first line of its message."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

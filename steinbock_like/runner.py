@@ -41,7 +41,12 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from steinbock_like.errors import MissingToolError, OutputExistsError, SteinbockLikeError
+from steinbock_like.errors import (
+    MissingToolError,
+    OutputExistsError,
+    SteinbockLikeError,
+    describe_error,
+)
 from steinbock_like.io.atomic import TEMP_PREFIX, is_stale_temp_file, write_text_atomic
 from steinbock_like.io.outputs import output_is_readable
 from steinbock_like.layout import MASK_SUFFIX, RUN_METADATA
@@ -141,7 +146,7 @@ def execute_job(task: Callable, job: Job) -> JobResult:
     try:
         info = task(job) or {}
     except Exception as error:  # one image's failure must not stop the batch
-        message = str(error) if isinstance(error, SteinbockLikeError) else _describe(error)
+        message = str(error) if isinstance(error, SteinbockLikeError) else describe_error(error)
         _remove_written(before)
         return JobResult(
             job.name,
@@ -750,11 +755,6 @@ def _progress(total: int, command: str, show_bar: bool):
             )
 
     yield log_line
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _jsonable(value: Any) -> Any:

@@ -53,7 +53,9 @@ def evaluate_cmd(
     from steinbock_like.runner import RunTable, jobs_for
     from steinbock_like.tasks.evaluate import EvaluateTask
 
-    pairs, no_masks, no_truth = pair_by_name(app.path(truth_dir), app.path(masks_dir))
+    pairs, no_masks, no_truth = pair_by_name(
+        app.path(truth_dir), app.path(masks_dir), kinds=("reference mask", "mask")
+    )
     if no_truth:
         logger.info(
             "evaluate: %d of %d masks have no reference in %s and are not scored",

@@ -11,7 +11,7 @@ import click
 
 from steinbock_like import __version__
 from steinbock_like.cli.options import AppContext
-from steinbock_like.errors import SteinbockLikeError
+from steinbock_like.errors import SteinbockLikeError, describe_error
 
 logger = logging.getLogger("steinbock_like")
 
@@ -116,10 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:
         if debug:
             traceback.print_exc()
-        lines = str(error).strip().splitlines()
-        detail = f": {lines[0]}" if lines else ""
         click.echo(
-            f"Error: unexpected {type(error).__name__}{detail} (rerun with --debug for details)",
+            f"Error: unexpected {describe_error(error)} (rerun with --debug for details)",
             err=True,
         )
         sys.exit(1)

@@ -96,7 +96,9 @@ def repair_cmd(
     }
     if boundaries_out is not None:
         outputs["boundaries"] = app.path(boundaries_out)
-    pairs = match_by_name(app.path(cells_dir), app.path(nuclei_dir))
+    pairs = match_by_name(
+        app.path(cells_dir), app.path(nuclei_dir), kinds=("cell mask", "nuclear mask")
+    )
     jobs = jobs_for(
         [(name, {"cells": cells, "nuclei": nuclei}) for name, cells, nuclei in pairs], outputs
     )

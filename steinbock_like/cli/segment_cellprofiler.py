@@ -158,7 +158,7 @@ def run_cmd(
     text = read_pipeline_file(pipeline_path)
     backend = choose_backend(backend, "cellprofiler", lambda: find_cellprofiler_python(python))
     interpreter = find_cellprofiler_python(python) if backend == "cellprofiler" else None
-    probabilities = list_images(app.path(probabilities_dir))
+    probabilities = list_images(app.path(probabilities_dir), "probability image")
     jobs = jobs_for(named_files(probabilities, "probabilities"), {"mask": app.path(out_dir)})
     if backend == "cellprofiler":
         run_jobs(

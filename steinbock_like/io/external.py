@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from steinbock_like.errors import InputError
-from steinbock_like.io.tiff import tifffile_errors
+from steinbock_like.io.tiff import open_tiff
 
 EXTERNAL_SUFFIXES = (".tiff", ".tif")
 
@@ -42,19 +41,10 @@ def read_external_image(path: str | Path) -> ExternalImage:
     InputError
         For a missing, unreadable or truncated file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            array = series.asarray()
-            axes = series.axes
-            names = ome_channel_names(tif.ome_metadata) if tif.is_ome else None
-    except Exception as error:
-        raise InputError(path, f"unreadable or truncated TIFF ({type(error).__name__})") from error
-    if errors:
-        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
+    with open_tiff(path) as tif:
+        series = tif.series[0]
+        array, axes = series.asarray(), series.axes
+        names = ome_channel_names(tif.ome_metadata) if tif.is_ome else None
     return ExternalImage(array, axes, names)
 
 

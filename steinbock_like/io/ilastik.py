@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from steinbock_like.errors import InputError
-from steinbock_like.io.atomic import TEMP_PREFIX, atomic_path
+from steinbock_like.io.atomic import atomic_path
 
 IMAGE_DATASET = "img"
 CROP_DATASET = "crop"
@@ -210,14 +210,9 @@ def is_steinbock_layout(path: str | Path) -> bool:
 
 def list_ilastik_files(directory: str | Path) -> list[Path]:
     """Sorted ``.h5`` files in ``directory`` (hidden and temporary files excluded)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise InputError(directory, "directory not found")
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.is_file() and p.suffix.lower() == SUFFIX and not p.name.startswith((".", TEMP_PREFIX))
-    )
+    from steinbock_like.io.images import list_files
+
+    return list_files(directory, (SUFFIX,), "ilastik image")
 
 
 def as_text(value) -> str:

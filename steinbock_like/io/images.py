@@ -136,15 +136,30 @@ def write_image_channels(
         )
 
 
-def list_images(directory: str | Path) -> list[Path]:
-    """Sorted image files (``.tiff``/``.tif``) in ``directory``, temp files excluded."""
+def list_images(directory: str | Path, kind: str = "image") -> list[Path]:
+    """Sorted image files (``.tiff``/``.tif``) in ``directory``, temp files excluded.
+
+    ``kind`` names the directory in the error when it is missing (image, mask, ...).
+    """
+    return list_files(directory, IMAGE_SUFFIXES, kind)
+
+
+def list_files(directory: str | Path, suffixes: tuple[str, ...], kind: str) -> list[Path]:
+    """Sorted files with one of ``suffixes`` in ``directory``; hidden and temporary
+    files (names starting with a dot) excluded.
+
+    Raises
+    ------
+    InputError
+        If the directory does not exist ("``kind`` directory not found").
+    """
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(directory, "image directory not found")
+        raise InputError(directory, f"{kind} directory not found")
     return sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steinbock_like.errors import InputError
+from steinbock_like.errors import InputError, describe_error
 from steinbock_like.io.atomic import atomic_path
 from steinbock_like.preprocess.imc import IMAGES_CSV_COLUMNS, AcquisitionInfo
 
@@ -116,7 +116,7 @@ def read_acquisitions(path: str | Path) -> list[AcquisitionInfo]:
     except InputError:
         raise
     except Exception as error:
-        raise InputError(path, f"unreadable .mcd file ({_describe(error)})") from error
+        raise InputError(path, f"unreadable .mcd file ({describe_error(error)})") from error
 
 
 def _acquisition_info(acquisition) -> AcquisitionInfo:
@@ -178,7 +178,7 @@ class McdReader:
             raise
         except Exception as error:
             self.close()
-            raise InputError(path, f"unreadable .mcd file ({_describe(error)})") from error
+            raise InputError(path, f"unreadable .mcd file ({describe_error(error)})") from error
         acquisition = next(
             (a for s in mcd.slides for a in s.acquisitions if int(a.id) == int(acquisition_id)),
             None,
@@ -192,7 +192,7 @@ class McdReader:
                 image = mcd.read_acquisition(acquisition, strict=strict, channels=indices)
         except Exception as error:
             raise InputError(
-                path, f"acquisition {acquisition_id} unreadable ({_describe(error)})"
+                path, f"acquisition {acquisition_id} unreadable ({describe_error(error)})"
             ) from error
         return np.asarray(image, dtype=np.float32)
 
@@ -214,7 +214,7 @@ def read_txt_channels(path: str | Path) -> tuple[list[str], list[str]]:
     except InputError:
         raise
     except Exception as error:
-        raise InputError(path, f"unreadable .txt file ({_describe(error)})") from error
+        raise InputError(path, f"unreadable .txt file ({describe_error(error)})") from error
 
 
 def read_txt(
@@ -229,7 +229,7 @@ def read_txt(
     except InputError:
         raise
     except Exception as error:
-        raise InputError(path, f"unreadable .txt file ({_describe(error)})") from error
+        raise InputError(path, f"unreadable .txt file ({describe_error(error)})") from error
     if indices is not None:
         image = image[indices]
     return np.asarray(image, dtype=np.float32)
@@ -315,7 +315,7 @@ def read_imc_panel(
             false_values=["0"],
         )
     except Exception as error:
-        raise InputError(path, f"not a readable IMC panel ({_describe(error)})") from error
+        raise InputError(path, f"not a readable IMC panel ({describe_error(error)})") from error
 
 
 def write_preprocessed_panel(path: str | Path, panel: pd.DataFrame) -> None:
@@ -356,7 +356,7 @@ def read_images_csv(path: str | Path) -> dict[str, dict[str, Any]]:
     try:
         table = pd.read_csv(path)
     except Exception as error:
-        raise InputError(path, f"not a readable CSV file ({_describe(error)})") from error
+        raise InputError(path, f"not a readable CSV file ({describe_error(error)})") from error
     if "image" not in table.columns:
         raise InputError(path, "no 'image' column")
     rows = {}
@@ -387,8 +387,3 @@ def _indices(path, available: Sequence[str], wanted: Sequence[str] | None) -> li
     if missing:
         raise InputError(path, f"no channel {missing[0]} (the panel's) in this acquisition")
     return [available.index(c) for c in wanted]
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

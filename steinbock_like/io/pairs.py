@@ -7,9 +7,15 @@ from steinbock_like.io.images import image_name, list_images
 
 
 def match_by_name(
-    first_dir: str | Path, second_dir: str | Path, *, suffixes=(".tiff", ".tif")
+    first_dir: str | Path,
+    second_dir: str | Path,
+    *,
+    suffixes=(".tiff", ".tif"),
+    kinds: tuple[str, str] = ("image", "mask"),
 ) -> list[tuple[str, Path, Path]]:
     """Pair the files of two directories by image name.
+
+    ``kinds`` name the two directories in errors (image, mask, ...).
 
     Returns
     -------
@@ -21,7 +27,9 @@ def match_by_name(
         Naming the first unpaired file, when either directory has a file the
         other lacks.
     """
-    pairs, only_first, only_second = pair_by_name(first_dir, second_dir, suffixes=suffixes)
+    pairs, only_first, only_second = pair_by_name(
+        first_dir, second_dir, suffixes=suffixes, kinds=kinds
+    )
     if only_first:
         raise InputError(
             only_first[0],
@@ -36,7 +44,11 @@ def match_by_name(
 
 
 def pair_by_name(
-    first_dir: str | Path, second_dir: str | Path, *, suffixes=(".tiff", ".tif")
+    first_dir: str | Path,
+    second_dir: str | Path,
+    *,
+    suffixes=(".tiff", ".tif"),
+    kinds: tuple[str, str] = ("image", "mask"),
 ) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
     """Pair the files of two directories by image name, keeping the unpaired ones apart.
 
@@ -46,8 +58,8 @@ def pair_by_name(
     only_first, only_second : list of Path
         Files without a partner in the other directory, sorted.
     """
-    first = {image_name(p): p for p in list_images(first_dir) if p.suffix in suffixes}
-    second = {image_name(p): p for p in list_images(second_dir) if p.suffix in suffixes}
+    first = {image_name(p): p for p in list_images(first_dir, kinds[0]) if p.suffix in suffixes}
+    second = {image_name(p): p for p in list_images(second_dir, kinds[1]) if p.suffix in suffixes}
     pairs = [(name, first[name], second[name]) for name in sorted(set(first) & set(second))]
     only_first = [first[name] for name in sorted(set(first) - set(second))]
     only_second = [second[name] for name in sorted(set(second) - set(first))]

@@ -8,47 +8,47 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from steinbock_like.errors import InputError
+from steinbock_like.errors import InputError, describe_error
 from steinbock_like.io.atomic import atomic_path
 
 
-def read_tiff(path: str | Path) -> np.ndarray:
-    """Read a TIFF (or OME-TIFF) into memory, with one-line errors.
+@contextlib.contextmanager
+def open_tiff(path: str | Path) -> Iterator[tifffile.TiffFile]:
+    """Open a TIFF for reading; any problem inside the block is one :class:`InputError`.
 
     Raises
     ------
     InputError
-        If the file is missing, not a TIFF, truncated or uses a compression
-        that cannot be decoded.
+        If the file is missing, not a TIFF, truncated (also where tifffile only logs
+        it) or uses a compression that cannot be decoded.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
         with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            array = series.asarray()
-            axes = series.axes
+            yield tif
+    except InputError:
+        raise
     except Exception as error:  # tifffile raises many types for broken files
-        raise InputError(path, f"unreadable or truncated TIFF ({_describe(error)})") from error
+        raise InputError(path, f"unreadable or truncated TIFF ({describe_error(error)})") from error
     if errors:
         raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
+
+
+def read_tiff(path: str | Path) -> np.ndarray:
+    """Read a TIFF (or OME-TIFF) into memory, with one-line errors (see :func:`open_tiff`)."""
+    with open_tiff(path) as tif:
+        series = tif.series[0]
+        array, axes = series.asarray(), series.axes
     return _drop_singleton_axes(array, axes)
 
 
 def tiff_shape(path: str | Path) -> tuple[int, ...]:
     """Return the array shape of a TIFF without reading its pixels."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, axes = series.shape, series.axes
-    except Exception as error:
-        raise InputError(path, f"unreadable or truncated TIFF ({_describe(error)})") from error
-    if errors:
-        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
+    with open_tiff(path) as tif:
+        series = tif.series[0]
+        shape, axes = series.shape, series.axes
     return tuple(n for n, axis in zip(shape, axes, strict=True) if n > 1 or axis in "YXS")
 
 
@@ -105,8 +105,3 @@ def _drop_singleton_axes(array: np.ndarray, axes: str) -> np.ndarray:
     keep = [i for i, axis in enumerate(axes) if axis in "YXS" or array.shape[i] > 1]
     squeezed = array.reshape([array.shape[i] for i in keep])
     return squeezed
-
-
-def _describe(error: Exception) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
