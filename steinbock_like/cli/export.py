@@ -1,0 +1,363 @@
+"""``steinbock-like export``: object data and images to third-party formats.
+
+Options, defaults and outputs follow steinbock 0.16.5's ``export`` commands;
+paths are resolved against ``--data``. Single-file outputs are written
+atomically and are not replaced without ``--overwrite``; per-image outputs
+(``--no-concat``, ``graphs``, ``ome``, ...) run on the shared runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from steinbock_like import layout
+from steinbock_like.cli.options import (
+    AppContext,
+    img_option,
+    panel_option,
+    pass_app,
+    path_option,
+    run_jobs,
+    runner_options,
+)
+from steinbock_like.runner import Job
+
+logger = logging.getLogger("steinbock_like")
+
+
+@click.group(name="export", help="Export object data and images to third-party formats.")
+def export_group() -> None:
+    pass
+
+
+def _concat_option(function):
+    return click.option(
+        "--concat/--no-concat",
+        "concatenate",
+        default=True,
+        show_default=True,
+        help="Concatenate all images into a single file (else one file per image in -o).",
+    )(function)
+
+
+def _data_dirs_argument(function):
+    return click.argument("data_dirs", nargs=-1, type=click.Path(path_type=Path))(function)
+
+
+def _table_jobs(
+    app: AppContext, data_dirs, out_dir: Path, suffix: str, neighbors_dir=None, key="table"
+):
+    """One job per image of the first table directory (tables paired by file name)."""
+    from steinbock_like.io.export.tables import related_tables, table_lists
+
+    lists = table_lists([app.path(d) for d in data_dirs])
+    neighbors = None
+    if neighbors_dir is not None:
+        neighbors = related_tables([paths[0] for _, paths in lists], app.path(neighbors_dir))
+    jobs = []
+    for i, (_, paths) in enumerate(lists):
+        inputs = {f"data{k}": path for k, path in enumerate(paths)}
+        if neighbors is not None:
+            inputs["neighbors"] = neighbors[i]
+        jobs.append(Job(paths[0].stem, inputs, {key: out_dir / f"{paths[0].stem}{suffix}"}))
+    return jobs
+
+
+def _single_output(path: Path, *, overwrite: bool, resume: bool) -> bool:
+    """Check a single-file output; False when it exists and --resume keeps it."""
+    from steinbock_like.errors import SteinbockLikeError
+    from steinbock_like.io.export.tables import check_output_file
+
+    if overwrite and resume:
+        raise SteinbockLikeError("--overwrite and --resume exclude each other: choose one")
+    if resume and path.exists():
+        logger.info("%s exists: kept (--resume)", path)
+        return False
+    check_output_file(path, overwrite=overwrite)
+    return True
+
+
+def _need_dirs(data_dirs) -> None:
+    if not data_dirs:
+        raise click.UsageError("give at least one object data directory (e.g. intensities)")
+
+
+@export_group.command(name="csv", help="Merge object data into a CSV table (the cell table).")
+@_data_dirs_argument
+@_concat_option
+@click.option(
+    "-o",
+    "output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV output file (a directory with --no-concat).",
+)
+@runner_options
+@pass_app
+def csv_cmd(app, data_dirs, concatenate, output, workers, overwrite, resume) -> None:
+    _need_dirs(data_dirs)
+    output = app.path(output)
+    if not concatenate:
+        from steinbock_like.tasks.export import TableTask
+
+        jobs = _table_jobs(app, data_dirs, output, ".csv")
+        run_jobs(
+            TableTask("csv"),
+            jobs,
+            command="export csv",
+            workers=workers,
+            overwrite=overwrite,
+            resume=resume,
+        )
+        logger.info("export csv: tables in %s", output)
+        return
+    from steinbock_like.io.export.csv import write_cells_csv
+    from steinbock_like.io.export.tables import iter_merged
+
+    if not _single_output(output, overwrite=overwrite, resume=resume):
+        return
+    dirs = [app.path(d) for d in data_dirs]
+    rows = write_cells_csv(output, ((image, df) for image, _, df in iter_merged(dirs)))
+    logger.info("export csv: %d objects written to %s", rows, output)
+
+
+@export_group.command(name="fcs", help="Merge object data into an FCS file.")
+@_data_dirs_argument
+@_concat_option
+@click.option(
+    "-o",
+    "output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="FCS output file (a directory with --no-concat).",
+)
+@runner_options
+@pass_app
+def fcs_cmd(app, data_dirs, concatenate, output, workers, overwrite, resume) -> None:
+    _need_dirs(data_dirs)
+    output = app.path(output)
+    if not concatenate:
+        from steinbock_like.tasks.export import TableTask
+
+        jobs = _table_jobs(app, data_dirs, output, ".fcs")
+        run_jobs(
+            TableTask("fcs"),
+            jobs,
+            command="export fcs",
+            workers=workers,
+            overwrite=overwrite,
+            resume=resume,
+        )
+        logger.info("export fcs: files in %s", output)
+        return
+    import pandas as pd
+
+    from steinbock_like.io.export.fcs import write_fcs
+    from steinbock_like.io.export.tables import iter_merged
+
+    if not _single_output(output, overwrite=overwrite, resume=resume):
+        return
+    tables = [df for _, _, df in iter_merged([app.path(d) for d in data_dirs])]
+    table = pd.concat(tables, ignore_index=True)
+    write_fcs(output, table)
+    logger.info("export fcs: %d objects written to %s", len(table), output)
+
+
+@export_group.command(name="anndata", help="Merge object data into AnnData (h5ad, zarr, loom).")
+@click.option(
+    "--intensities",
+    "intensities_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Intensities directory (becomes X).",
+)
+@click.option(
+    "--data",
+    "data_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Object data directory (becomes obs columns); repeatable.",
+)
+@click.option(
+    "--neighbors",
+    "neighbors_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Neighbors directory (becomes the graph in obsp).",
+)
+@panel_option()
+@path_option(
+    "--info",
+    "image_info_file",
+    default=layout.IMAGES_CSV,
+    help="Image information file (images.csv; used where present).",
+)
+@_concat_option
+@click.option(
+    "--format",
+    "anndata_format",
+    type=click.Choice(["h5ad", "loom", "zarr"], case_sensitive=False),
+    default="h5ad",
+    show_default=True,
+    help="AnnData file format.",
+)
+@click.option(
+    "-o",
+    "output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="AnnData output file (a directory with --no-concat).",
+)
+@runner_options
+@pass_app
+def anndata_cmd(
+    app,
+    intensities_dir,
+    data_dirs,
+    neighbors_dir,
+    panel_file,
+    image_info_file,
+    concatenate,
+    anndata_format,
+    output,
+    workers,
+    overwrite,
+    resume,
+) -> None:
+    from steinbock_like.io.export.anndata import (
+        anndata_suffix,
+        read_image_anndata,
+        read_image_info,
+        read_panel_var,
+    )
+
+    anndata_format = anndata_format.lower()
+    output = app.path(output)
+    panel_path = app.path(panel_file)
+    info_path = app.path(image_info_file)
+    var = read_panel_var(panel_path) if panel_path.is_file() else None
+    image_info = read_image_info(info_path) if info_path.is_file() else None
+    dirs = [intensities_dir, *data_dirs]
+    if not concatenate:
+        from steinbock_like.tasks.export import TableTask
+
+        jobs = _table_jobs(app, dirs, output, anndata_suffix(anndata_format), neighbors_dir)
+        task = TableTask("anndata", anndata_format, var=var, image_info=image_info)
+        run_jobs(
+            task,
+            jobs,
+            command="export anndata",
+            workers=workers,
+            overwrite=overwrite,
+            resume=resume,
+        )
+        logger.info("export anndata: files in %s", output)
+        return
+    from steinbock_like.io.export.anndata import concat_anndata, write_anndata
+
+    if not _single_output(output, overwrite=overwrite, resume=resume):
+        return
+    jobs = _table_jobs(app, dirs, output.parent, "", neighbors_dir)
+    adatas = {}
+    for job in jobs:
+        from steinbock_like.tasks.export import data_inputs
+
+        paths = data_inputs(job)
+        adatas[paths[0].stem + ".tiff"] = read_image_anndata(
+            paths[0], paths[1:], job.inputs.get("neighbors"), var=var, image_info=image_info
+        )
+    if not adatas:
+        from steinbock_like.errors import InputError
+
+        raise InputError(app.path(intensities_dir), "no intensity tables found")
+    adata = concat_anndata(adatas)
+    write_anndata(output, adata, anndata_format)
+    logger.info(
+        "export anndata: %d objects x %d channels written to %s",
+        adata.n_obs,
+        adata.n_vars,
+        output,
+    )
+
+
+@export_group.command(name="graphs", help="Export neighbors as spatial object graphs.")
+@path_option("--neighbors", "neighbors_dir", default=layout.NEIGHBORS, help="Neighbors directory.")
+@click.option(
+    "--data",
+    "data_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Object data (e.g. intensities, regionprops) to use as node attributes; repeatable.",
+)
+@click.option(
+    "--format",
+    "graph_format",
+    type=click.Choice(["graphml", "gexf", "gml"], case_sensitive=False),
+    default="graphml",
+    show_default=True,
+    help="Graph file format.",
+)
+@path_option("-o", "graph_dir", default=layout.GRAPHS, help="Graph output directory.")
+@runner_options
+@pass_app
+def graphs_cmd(app, neighbors_dir, data_dirs, graph_format, graph_dir, workers, overwrite, resume):
+    from steinbock_like.io.export.graphml import graph_suffix
+    from steinbock_like.tasks.export import GraphTask
+
+    graph_format = graph_format.lower()
+    jobs = _table_jobs(
+        app,
+        [neighbors_dir, *data_dirs],
+        app.path(graph_dir),
+        graph_suffix(graph_format),
+        key="graph",
+    )
+    for job in jobs:
+        job.inputs["neighbors"] = job.inputs.pop("data0")
+        job.inputs.update({f"data{k}": v for k, v in enumerate(_pop_data(job.inputs))})
+    run_jobs(
+        GraphTask(graph_format),
+        jobs,
+        command="export graphs",
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    logger.info("export graphs: graphs in %s", app.path(graph_dir))
+
+
+def _pop_data(inputs: dict) -> list:
+    keys = sorted((k for k in inputs if k.startswith("data")), key=lambda k: int(k[4:]))
+    return [inputs.pop(k) for k in keys]
+
+
+@export_group.command(name="ome", help="Export images as OME-TIFF (channel names from the panel).")
+@img_option()
+@panel_option()
+@path_option("-o", "ome_dir", default=layout.OME, help="OME-TIFF output directory.")
+@runner_options
+@pass_app
+def ome_cmd(app, img_dir, panel_file, ome_dir, workers, overwrite, resume) -> None:
+    from steinbock_like.io.export.ome_tiff import SUFFIX
+    from steinbock_like.io.images import image_name, list_images
+    from steinbock_like.io.panel import read_panel
+    from steinbock_like.tasks.export import OmeTiffTask
+
+    panel = read_panel(app.path(panel_file))
+    out = app.path(ome_dir)
+    jobs = [
+        Job(image_name(p), {"image": p}, {"ome": out / f"{image_name(p)}{SUFFIX}"})
+        for p in list_images(app.path(img_dir))
+    ]
+    run_jobs(
+        OmeTiffTask(panel),
+        jobs,
+        command="export ome",
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    logger.info("export ome: OME-TIFFs in %s", out)
