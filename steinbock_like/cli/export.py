@@ -361,3 +361,59 @@ def ome_cmd(app, img_dir, panel_file, ome_dir, workers, overwrite, resume) -> No
         resume=resume,
     )
     logger.info("export ome: OME-TIFFs in %s", out)
+
+
+@export_group.command(
+    name="heatmap",
+    help="""Draw the cell table as a marker heatmap (PNG).
+
+    Rows are images (mean over their cells; --by image) or cells (--by cell, at
+    most --max-cells drawn at random); columns are the panel's kept channels
+    found in the table (every numeric column but Object without a panel), each
+    scaled from its minimum to its maximum over the rows.
+    """,
+)
+@path_option("--cells", "cells_file", default=layout.CELLS_CSV, help="Cell table (export csv).")
+@panel_option()
+@click.option(
+    "--by",
+    type=click.Choice(["image", "cell"]),
+    default="image",
+    show_default=True,
+    help="One row per image (mean) or per cell.",
+)
+@click.option(
+    "--max-cells",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="With --by cell: cells drawn at most (a random subset, seed 0).",
+)
+@path_option("-o", "output", default=layout.CELLS_HEATMAP, help="PNG output file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing PNG.")
+@pass_app
+def heatmap_cmd(app, cells_file, panel_file, by, max_cells, output, overwrite) -> None:
+    from steinbock_like.errors import InputError
+    from steinbock_like.io.export.heatmap import marker_matrix, scale_columns, write_heatmap
+    from steinbock_like.io.export.tables import check_output_file
+    from steinbock_like.io.panel import kept, read_panel
+    from steinbock_like.io.tables import read_table
+
+    output = app.path(output)
+    check_output_file(output, overwrite=overwrite)
+    cells_path = app.path(cells_file)
+    cells = read_table(cells_path, index=None)
+    for column in ("Image", "Object"):
+        if column not in cells.columns:
+            raise InputError(cells_path, f"no '{column}' column: not a cell table (export csv)")
+    panel_path = app.path(panel_file)
+    if panel_path.is_file():
+        markers = [n for n in kept(read_panel(panel_path))["name"] if n in cells.columns]
+    else:
+        markers = [c for c in cells.select_dtypes("number").columns if c not in ("Object", "Image")]
+    if not markers:
+        raise InputError(cells_path, f"no marker columns (none of the channels of {panel_path})")
+    matrix = scale_columns(marker_matrix(cells, markers, by=by, max_cells=max_cells))
+    what = "mean per image" if by == "image" else "per cell"
+    write_heatmap(output, matrix, title=f"Marker intensities, {what}, {len(cells)} cells")
+    logger.info("export heatmap: %d rows x %d markers drawn to %s", *matrix.shape, output)
