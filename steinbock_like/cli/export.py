@@ -229,7 +229,6 @@ def anndata_cmd(
 ) -> None:
     from steinbock_like.io.export.anndata import (
         anndata_suffix,
-        read_image_anndata,
         read_image_info,
         read_panel_var,
     )
@@ -256,24 +255,11 @@ def anndata_cmd(
         )
         logger.info("export anndata: files in %s", output)
         return
-    from steinbock_like.io.export.anndata import concat_anndata, write_anndata
+    from steinbock_like.io.export.anndata import write_anndata
 
     if not _single_output(output, overwrite=overwrite, resume=resume):
         return
-    jobs = _table_jobs(app, dirs, output.parent, "", neighbors_dir)
-    adatas = {}
-    for job in jobs:
-        from steinbock_like.tasks.export import data_inputs
-
-        paths = data_inputs(job)
-        adatas[paths[0].stem + ".tiff"] = read_image_anndata(
-            paths[0], paths[1:], job.inputs.get("neighbors"), var=var, image_info=image_info
-        )
-    if not adatas:
-        from steinbock_like.errors import InputError
-
-        raise InputError(app.path(intensities_dir), "no intensity tables found")
-    adata = concat_anndata(adatas)
+    adata = _concat_anndata(app, dirs, neighbors_dir, var, image_info)
     write_anndata(output, adata, anndata_format)
     logger.info(
         "export anndata: %d objects x %d channels written to %s",
@@ -327,6 +313,34 @@ def graphs_cmd(app, neighbors_dir, data_dirs, graph_format, graph_dir, workers, 
         resume=resume,
     )
     logger.info("export graphs: graphs in %s", app.path(graph_dir))
+
+
+def _concat_anndata(app: AppContext, dirs, neighbors_dir, var, image_info):
+    """The concatenated AnnData of all images (intensities first in ``dirs``)."""
+    from steinbock_like.errors import InputError
+    from steinbock_like.io.export.anndata import concat_anndata, read_image_anndata
+    from steinbock_like.tasks.export import data_inputs
+
+    adatas = {}
+    for job in _table_jobs(app, dirs, Path("."), "", neighbors_dir):
+        paths = data_inputs(job)
+        adatas[paths[0].stem + ".tiff"] = read_image_anndata(
+            paths[0], paths[1:], job.inputs.get("neighbors"), var=var, image_info=image_info
+        )
+    if not adatas:
+        raise InputError(app.path(dirs[0]), "no object tables found")
+    return concat_anndata(adatas)
+
+
+def _require_export_extra(command: str, module: str) -> None:
+    import importlib.util
+
+    from steinbock_like.errors import MissingToolError
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingToolError(
+            f"export {command} needs the '{module}' package: pip install 'steinbock-like[export]'"
+        )
 
 
 def _pop_data(inputs: dict) -> list:
@@ -417,3 +431,146 @@ def heatmap_cmd(app, cells_file, panel_file, by, max_cells, output, overwrite) -
     what = "mean per image" if by == "image" else "per cell"
     write_heatmap(output, matrix, title=f"Marker intensities, {what}, {len(cells)} cells")
     logger.info("export heatmap: %d rows x %d markers drawn to %s", *matrix.shape, output)
+
+
+@export_group.command(
+    name="ome-zarr",
+    help="""Export images (and their masks) as OME-Zarr, one store per image.
+
+    Writes <name>.ome.zarr: the image (channel names <channel>_<name> from the
+    panel, a resolution pyramid for large images) and, where --masks exists,
+    the mask as the label image 'cells'.
+    """,
+)
+@img_option()
+@path_option("--masks", "mask_dir", default=layout.MASKS, help="Masks (used where present).")
+@panel_option()
+@path_option("-o", "zarr_dir", default=layout.OME_ZARR, help="OME-Zarr output directory.")
+@runner_options
+@pass_app
+def ome_zarr_cmd(app, img_dir, mask_dir, panel_file, zarr_dir, workers, overwrite, resume):
+    _require_export_extra("ome-zarr", "ome_zarr")
+    from steinbock_like.io.export.ome_zarr import SUFFIX
+    from steinbock_like.io.images import image_name, list_images
+    from steinbock_like.io.pairs import match_by_name
+    from steinbock_like.io.panel import read_panel
+    from steinbock_like.tasks.export import OmeZarrTask
+
+    panel = read_panel(app.path(panel_file))
+    out = app.path(zarr_dir)
+    if app.path(mask_dir).is_dir():
+        pairs = match_by_name(app.path(img_dir), app.path(mask_dir))
+        inputs = [(name, {"image": img, "mask": mask}) for name, img, mask in pairs]
+    else:
+        inputs = [(image_name(p), {"image": p}) for p in list_images(app.path(img_dir))]
+    jobs = [Job(name, files, {"zarr": out / f"{name}{SUFFIX}"}) for name, files in inputs]
+    run_jobs(
+        OmeZarrTask(panel),
+        jobs,
+        command="export ome-zarr",
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    logger.info("export ome-zarr: stores in %s", out)
+
+
+@export_group.command(
+    name="spatialdata",
+    help="""Export images, masks and the cell table as one SpatialData zarr store.
+
+    Elements: each image as '<name>', its mask as labels '<name>_masks', and
+    'table': the AnnData of 'export anndata' (from --intensities, --data,
+    --neighbors, --panel, --info; included where --intensities exists), linked
+    to the labels by obs 'region' (labels element) and 'Object' (mask ID).
+    """,
+)
+@img_option()
+@path_option("--masks", "mask_dir", default=layout.MASKS, help="Masks (used where present).")
+@path_option(
+    "--intensities", "intensities_dir", default=layout.INTENSITIES, help="Intensities (X)."
+)
+@click.option(
+    "--data",
+    "data_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Object data directory (obs columns); repeatable.",
+)
+@click.option(
+    "--neighbors",
+    "neighbors_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Neighbors directory (graph in the table's obsp).",
+)
+@panel_option()
+@path_option("--info", "image_info_file", default=layout.IMAGES_CSV, help="images.csv.")
+@path_option("-o", "output", default=layout.SPATIALDATA, help="SpatialData zarr store.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@pass_app
+def spatialdata_cmd(
+    app, img_dir, mask_dir, intensities_dir, data_dirs, neighbors_dir, panel_file,
+    image_info_file, output, overwrite,
+):  # fmt: skip
+    _require_export_extra("spatialdata", "spatialdata")
+    from steinbock_like.io.export.anndata import read_image_info, read_panel_var
+    from steinbock_like.io.export.ome_tiff import ome_channel_names
+    from steinbock_like.io.export.ome_zarr import lazy_image, lazy_mask
+    from steinbock_like.io.export.spatialdata import (
+        LABELS_SUFFIX,
+        annotate_table,
+        element_name,
+        write_spatialdata,
+    )
+    from steinbock_like.io.export.tables import check_output_file
+    from steinbock_like.io.images import image_name, image_shape, list_images
+    from steinbock_like.io.pairs import match_by_name
+    from steinbock_like.io.panel import panel_for_image, read_panel
+
+    output = app.path(output)
+    check_output_file(output, overwrite=overwrite)
+    panel_path = app.path(panel_file)
+    panel = read_panel(panel_path)
+    images, channel_names, masks, regions = {}, {}, {}, {}
+    has_masks = app.path(mask_dir).is_dir()
+    if has_masks:
+        pairs = match_by_name(app.path(img_dir), app.path(mask_dir))
+    else:
+        pairs = [(image_name(p), p, None) for p in list_images(app.path(img_dir))]
+    for name, img_path, mask_path in pairs:
+        key = element_name(name)
+        shape = image_shape(img_path)
+        rows = panel_for_image(panel, shape[0], img_path)
+        images[key] = lazy_image(img_path)
+        channel_names[key] = ome_channel_names(rows["channel"].tolist(), rows["name"].tolist())
+        if mask_path is not None:
+            masks[key + LABELS_SUFFIX] = lazy_mask(mask_path, shape=shape[1:])
+            regions[f"{name}.tiff"] = key + LABELS_SUFFIX
+    table = None
+    if app.path(intensities_dir).is_dir():
+        info_path = app.path(image_info_file)
+        var = read_panel_var(panel_path)
+        image_info = read_image_info(info_path) if info_path.is_file() else None
+        adata = _concat_anndata(app, [intensities_dir, *data_dirs], neighbors_dir, var, image_info)
+        if has_masks:
+            from steinbock_like.errors import InputError
+
+            missing = sorted(set(adata.obs["Image"]) - set(regions))
+            if missing:
+                raise InputError(app.path(intensities_dir), f"no mask for image {missing[0]}")
+            table = annotate_table(
+                adata,
+                [regions[i] for i in adata.obs["Image"]],
+                [int(n.split(" ")[1]) for n in adata.obs_names],
+            )
+        else:
+            table = adata
+    write_spatialdata(output, images, channel_names, masks, table)
+    logger.info(
+        "export spatialdata: %d images, %d masks%s written to %s",
+        len(images),
+        len(masks),
+        f", {table.n_obs} cells" if table is not None else "",
+        output,
+    )

@@ -98,3 +98,26 @@ def data_inputs(job: Job) -> list:
     """The object tables of a job (inputs ``data0``, ``data1``, ...), in order."""
     keys = [k for k in job.inputs if k.startswith("data") and k[4:].isdigit()]
     return [job.inputs[k] for k in sorted(keys, key=lambda k: int(k[4:]))]
+
+
+@dataclass
+class OmeZarrTask:
+    """Input ``image`` (and optional ``mask``); output ``zarr`` (an OME-Zarr store)."""
+
+    panel: pd.DataFrame
+
+    def __call__(self, job: Job) -> dict:
+        from steinbock_like.io.export.ome_tiff import ome_channel_names
+        from steinbock_like.io.export.ome_zarr import lazy_image, lazy_mask, write_ome_zarr
+        from steinbock_like.io.images import image_shape
+        from steinbock_like.io.panel import panel_for_image
+
+        path = job.inputs["image"]
+        shape = image_shape(path)
+        rows = panel_for_image(self.panel, shape[0], path)
+        names = ome_channel_names(rows["channel"].tolist(), rows["name"].tolist())
+        mask = None
+        if "mask" in job.inputs:
+            mask = lazy_mask(job.inputs["mask"], shape=shape[1:])
+        write_ome_zarr(job.outputs["zarr"], lazy_image(path), names, mask)
+        return {"channels": shape[0], "height": shape[1], "width": shape[2]}
