@@ -197,3 +197,27 @@ def test_graphs_directed_when_pairs_are_one_way(tmp_path):
     assert a.edges["2", "3"]["Distance"] == pytest.approx(2.0)
     assert b.nodes["2"]["CD3"] == pytest.approx(3.0)
     assert (out / "run_metadata.json").is_file()
+
+
+def test_histocat_layout_and_values(refdata, tmp_path):
+    import tifffile
+
+    out = tmp_path / "histocat"
+    code = run(
+        "export", "histocat", "--img", refdata / "img", "--masks", refdata / "masks_deepcell",
+        "--panel", refdata / "panel.csv", "-o", out,
+    )  # fmt: skip
+    assert code == 0
+    name = "20210305_NE_mockData1_002"
+    files = sorted(p.name for p in (out / name).glob("*.tiff"))
+    assert "Pr141_Cytokeratin_5.tiff" in files and f"{name}_mask.tiff" in files
+    assert len(files) == 6
+    channel = tifffile.imread(out / name / "Pr141_Cytokeratin_5.tiff")
+    np.testing.assert_array_equal(
+        np.squeeze(channel), tifffile.imread(refdata / "img" / f"{name}.tiff")[1]
+    )
+    mask = tifffile.imread(out / name / f"{name}_mask.tiff")
+    assert mask.dtype == np.uint16
+    np.testing.assert_array_equal(
+        np.squeeze(mask), tifffile.imread(refdata / "masks_deepcell" / f"{name}.tiff")
+    )

@@ -574,3 +574,48 @@ def spatialdata_cmd(
         f", {table.n_obs} cells" if table is not None else "",
         output,
     )
+
+
+@export_group.command(name="histocat", help="Export images (and masks) to histoCAT for MATLAB.")
+@img_option()
+@path_option("--masks", "mask_dir", default=layout.MASKS, help="Masks (used where present).")
+@panel_option()
+@path_option("-o", "histocat_dir", default=layout.HISTOCAT, help="histoCAT output directory.")
+@runner_options
+@pass_app
+def histocat_cmd(app, img_dir, mask_dir, panel_file, histocat_dir, workers, overwrite, resume):
+    from steinbock_like.io.export.histocat import channel_file_name
+    from steinbock_like.io.images import image_name, image_shape, list_images
+    from steinbock_like.io.pairs import match_by_name
+    from steinbock_like.io.panel import panel_for_image, read_panel
+    from steinbock_like.tasks.export import HistocatTask
+
+    panel = read_panel(app.path(panel_file))
+    out = app.path(histocat_dir)
+    if app.path(mask_dir).is_dir():
+        pairs = match_by_name(app.path(img_dir), app.path(mask_dir))
+    else:
+        pairs = [(image_name(p), p, None) for p in list_images(app.path(img_dir))]
+    jobs = []
+    for name, img_path, mask_path in pairs:
+        rows = panel_for_image(panel, image_shape(img_path)[0], img_path)
+        outputs = {
+            f"channel{i}": out / name / channel_file_name(channel, channel_name)
+            for i, (channel, channel_name) in enumerate(
+                zip(rows["channel"], rows["name"], strict=True)
+            )
+        }
+        inputs = {"image": img_path}
+        if mask_path is not None:
+            inputs["mask"] = mask_path
+            outputs["mask"] = out / name / f"{name}_mask.tiff"
+        jobs.append(Job(name, inputs, outputs))
+    run_jobs(
+        HistocatTask(),
+        jobs,
+        command="export histocat",
+        workers=workers,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    logger.info("export histocat: images in %s", out)

@@ -121,3 +121,27 @@ class OmeZarrTask:
             mask = lazy_mask(job.inputs["mask"], shape=shape[1:])
         write_ome_zarr(job.outputs["zarr"], lazy_image(path), names, mask)
         return {"channels": shape[0], "height": shape[1], "width": shape[2]}
+
+
+@dataclass
+class HistocatTask:
+    """Input ``image`` (and optional ``mask``); outputs ``channel0``, ``channel1``, ...
+    (one TIFF per channel, in image order) and, with a mask, ``mask``."""
+
+    def __call__(self, job: Job) -> dict:
+        import numpy as np
+
+        from steinbock_like.io.export.histocat import write_histocat_tiff
+        from steinbock_like.io.images import image_shape, iter_image_channels
+        from steinbock_like.io.masks import read_mask
+
+        path = job.inputs["image"]
+        shape = image_shape(path)
+        for index, channel in iter_image_channels(path):
+            write_histocat_tiff(job.outputs[f"channel{index}"], channel)
+        if "mask" in job.inputs:
+            mask = read_mask(job.inputs["mask"], shape=shape[1:])
+            if mask.max(initial=0) > np.iinfo(np.uint16).max:
+                raise ValueError("histoCAT masks are uint16: an object ID exceeds 65535")
+            write_histocat_tiff(job.outputs["mask"], mask.astype(np.uint16))
+        return {"channels": shape[0]}
