@@ -41,3 +41,13 @@ def resolve(data_dir: Path, path: str | Path) -> Path:
     """Return ``path`` rooted at ``data_dir`` unless it is absolute."""
     path = Path(path)
     return path if path.is_absolute() else Path(data_dir) / path
+
+
+# export (steinbock's default output names)
+GRAPHS = "graphs"
+OME = "ome"
+HISTOCAT = "histocat"
+OME_ZARR = "ome_zarr"
+SPATIALDATA = "spatialdata.zarr"
+CELLS_CSV = "cells.csv"
+CELLS_HEATMAP = "cells_heatmap.png"
