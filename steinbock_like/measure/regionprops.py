@@ -1,9 +1,10 @@
 """Object region properties (steinbock's ``measure regionprops``).
 
 steinbock's defaults (``area``, ``centroid``, ``axis_major_length``,
-``axis_minor_length``, ``eccentricity``) are computed for all objects at once from per-object pixel sums (band by band,
-two passes: centroid, then central moments); any other scikit-image property is
-computed by :func:`skimage.measure.regionprops_table`. Column names are
+``axis_minor_length``, ``eccentricity``) are computed for all objects at once
+from per-object pixel sums (band by band, two passes: centroid, then central
+moments); any other scikit-image property is computed by
+:func:`skimage.measure.regionprops_table`. Column names are
 scikit-image's (``centroid-0``, ``centroid-1``, ...), the index is ``Object``.
 """
 
