@@ -70,6 +70,7 @@ def _register_commands() -> None:
     from steinbock_like.cli.classify import classify_group
     from steinbock_like.cli.evaluate import evaluate_cmd
     from steinbock_like.cli.example import example_group
+    from steinbock_like.cli.measure import measure_group
     from steinbock_like.cli.models import models_group
     from steinbock_like.cli.repair import repair_cmd
     from steinbock_like.cli.segment import segment_group
@@ -82,6 +83,7 @@ def _register_commands() -> None:
     cli.add_command(apps_group)
     cli.add_command(segment_group)
     cli.add_command(models_group)
+    cli.add_command(measure_group)
 
 
 _register_commands()
