@@ -130,6 +130,10 @@ def moment_properties(sums: dict[str, np.ndarray], properties: Sequence[str]) ->
                 columns[name] = np.where(l1 == 0, 0.0, np.sqrt(1 - l2 / np.where(l1 == 0, 1, l1)))
         elif name != "label":
             raise ValueError(f"{name!r} is not a moment property")
+    empty = count == 0
+    if empty.any():  # objects without pixels (e.g. a cell without nucleus): NaN, not 0
+        for name, values in columns.items():
+            columns[name] = np.where(empty, np.nan, values)
     return columns
 
 
