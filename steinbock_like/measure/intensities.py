@@ -107,11 +107,19 @@ class IntensityAccumulator:
         if aggr == "median":
             self.parts: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def add(self, index: np.ndarray, values: np.ndarray) -> None:
-        """Add a band: compact object indices and the channel's values (same shape)."""
+    def add(self, index: np.ndarray, values: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Add a band: compact object indices and the channel's values (same shape).
+
+        ``counts`` (``np.bincount(index, minlength=N + 1)``) may be passed when the
+        same band is added for many channels; an ``index`` already flattened to
+        ``np.intp`` saves a conversion per call.
+        """
         index = np.asarray(index).ravel()
+        if index.dtype != np.intp:
+            index = index.astype(np.intp)
         values = np.asarray(values, dtype=np.float32).ravel()
-        counts = np.bincount(index, minlength=self.size)
+        if counts is None:
+            counts = np.bincount(index, minlength=self.size)
         aggr = self.aggr
         if aggr in ("sum", "mean"):
             self.sums += np.bincount(index, weights=values, minlength=self.size)

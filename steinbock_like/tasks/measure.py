@@ -65,12 +65,21 @@ class IntensitiesTask:
                 (f"_{name}", _read_indexed_mask(path, (height, width), ids, rows=band)[1])
             )
         columns: list[dict[str, np.ndarray]] = [{} for _ in indexes]
+        whole = None
+        if height <= band:  # one band: flatten the indices and count pixels once
+            whole = [(idx.astype(np.intp).ravel(), None) for _, idx in indexes]
+            whole = [(idx, np.bincount(idx, minlength=len(ids) + 1)) for idx, _ in whole]
         for channel, name in zip(channels, names, strict=True):
             accumulators = [IntensityAccumulator(len(ids), self.aggr) for _ in indexes]
             for start, values in iter_channel_bands(img, channel, min_rows=band):
                 stop = start + len(values)
-                for accumulator, (_, idx) in zip(accumulators, indexes, strict=True):
-                    accumulator.add(idx[start:stop], values)
+                for i, (accumulator, (_, idx)) in enumerate(
+                    zip(accumulators, indexes, strict=True)
+                ):
+                    if whole is not None:
+                        accumulator.add(whole[i][0], values, counts=whole[i][1])
+                    else:
+                        accumulator.add(idx[start:stop], values)
             for column, accumulator in zip(columns, accumulators, strict=True):
                 column[name] = accumulator.result()
         tables = [
