@@ -30,6 +30,9 @@ def iter_channel_bands(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_row, band)`` pairs covering channel ``index`` of an image, top to bottom.
 
+    Opens the file for this one channel; to read many channels use
+    :class:`ChannelBands`, which parses the file once.
+
     Parameters
     ----------
     path : path-like
@@ -49,36 +52,85 @@ def iter_channel_bands(
     InputError
         For an unreadable or truncated file, or an index beyond the channel count.
     """
-    num_channels, height, width = image_shape(path)
-    if not 0 <= index < num_channels:
-        raise InputError(path, f"channel {index} requested but the image has {num_channels}")
-    min_rows = band_rows(width) if min_rows is None else max(1, int(min_rows))
-    fallback = False
-    try:
-        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-            pages = tif.series[0].pages
-            if len(pages) != num_channels or any(
-                page is None or page.shape != (height, width) for page in pages
-            ):
-                fallback = True
-            else:
-                page = pages[index]
+    with ChannelBands(path) as reader:
+        yield from reader.bands(index, min_rows=min_rows)
+
+
+class ChannelBands:
+    """An open CYX TIFF whose channels are read in bands of rows (a context manager).
+
+    Attributes
+    ----------
+    shape : (int, int, int)
+        (C, Y, X) of the image.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.shape = image_shape(path)
+        self._tif = None
+        self._pages = None
+        self._image = None
+
+    def __enter__(self) -> "ChannelBands":
+        num_channels, height, width = self.shape
+        try:
+            with tifffile_errors() as errors:
+                self._tif = tifffile.TiffFile(self.path)
+                pages = self._tif.series[0].pages
+                if len(pages) == num_channels and all(
+                    page is not None and page.shape == (height, width) for page in pages
+                ):
+                    self._pages = list(pages)
+        except Exception as error:
+            self.close()
+            raise InputError(
+                self.path, f"unreadable or truncated TIFF ({type(error).__name__})"
+            ) from error
+        if errors:
+            self.close()
+            raise InputError(self.path, f"unreadable or truncated TIFF ({errors[0]})")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._tif is not None:
+            self._tif.close()
+        self._tif = self._pages = self._image = None
+
+    def bands(self, index: int, *, min_rows: int | None = None):
+        """Yield ``(first_row, float32 band)`` pairs of channel ``index``, top to bottom."""
+        num_channels, height, width = self.shape
+        if not 0 <= index < num_channels:
+            raise InputError(
+                self.path, f"channel {index} requested but the image has {num_channels}"
+            )
+        min_rows = band_rows(width) if min_rows is None else max(1, int(min_rows))
+        if self._pages is None:  # channels are not pages: read the image whole, once
+            if self._image is None:
+                self._image = read_image(self.path)
+            for start in range(0, height, min_rows):
+                yield start, self._image[index, start : start + min_rows]
+            return
+        page = self._pages[index]
+        try:
+            with tifffile_errors() as errors:
                 if height <= min_rows:
                     channel = page.asarray()
                     if not errors:
                         yield 0, channel.astype(np.float32, copy=False)
                 else:
                     yield from _page_bands(page, height, width, min_rows, errors)
-    except InputError:
-        raise
-    except Exception as error:
-        raise InputError(path, f"unreadable or truncated TIFF ({type(error).__name__})") from error
-    if errors:
-        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
-    if fallback:
-        image = read_image(path)
-        for start in range(0, height, min_rows):
-            yield start, image[index, start : start + min_rows]
+        except InputError:
+            raise
+        except Exception as error:
+            raise InputError(
+                self.path, f"unreadable or truncated TIFF ({type(error).__name__})"
+            ) from error
+        if errors:
+            raise InputError(self.path, f"unreadable or truncated TIFF ({errors[0]})")
 
 
 def _page_bands(page, height: int, width: int, min_rows: int, errors: list):

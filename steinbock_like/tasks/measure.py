@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from steinbock_like.io.blocks import BAND_PIXELS, band_rows, iter_channel_bands
+from steinbock_like.io.blocks import BAND_PIXELS, ChannelBands, band_rows
 from steinbock_like.io.images import image_shape, read_image
 from steinbock_like.io.masks import read_mask
 from steinbock_like.io.panel import panel_for_image
@@ -69,19 +69,20 @@ class IntensitiesTask:
         if height <= band:  # one band: flatten the indices and count pixels once
             whole = [(idx.astype(np.intp).ravel(), None) for _, idx in indexes]
             whole = [(idx, np.bincount(idx, minlength=len(ids) + 1)) for idx, _ in whole]
-        for channel, name in zip(channels, names, strict=True):
-            accumulators = [IntensityAccumulator(len(ids), self.aggr) for _ in indexes]
-            for start, values in iter_channel_bands(img, channel, min_rows=band):
-                stop = start + len(values)
-                for i, (accumulator, (_, idx)) in enumerate(
-                    zip(accumulators, indexes, strict=True)
-                ):
-                    if whole is not None:
-                        accumulator.add(whole[i][0], values, counts=whole[i][1])
-                    else:
-                        accumulator.add(idx[start:stop], values)
-            for column, accumulator in zip(columns, accumulators, strict=True):
-                column[name] = accumulator.result()
+        with ChannelBands(img) as reader:
+            for channel, name in zip(channels, names, strict=True):
+                accumulators = [IntensityAccumulator(len(ids), self.aggr) for _ in indexes]
+                for start, values in reader.bands(channel, min_rows=band):
+                    stop = start + len(values)
+                    for i, (accumulator, (_, idx)) in enumerate(
+                        zip(accumulators, indexes, strict=True)
+                    ):
+                        if whole is not None:
+                            accumulator.add(whole[i][0], values, counts=whole[i][1])
+                        else:
+                            accumulator.add(idx[start:stop], values)
+                for column, accumulator in zip(columns, accumulators, strict=True):
+                    column[name] = accumulator.result()
         tables = [
             intensity_table(ids, column, suffix=suffix)
             for column, (suffix, _) in zip(columns, indexes, strict=True)
