@@ -161,3 +161,18 @@ def test_compact_labels_in_place():
         np.ones((1, 2, 3), np.float32), np.array([[0, 5, 5], [0, 0, 9]]), ["x"], "sum"
     )
     assert isinstance(frame, pd.DataFrame) and frame["x"].tolist() == [2.0, 1.0]
+
+
+def test_object_table_writer_equals_pandas(tmp_path):
+    from steinbock_like.io.tables import write_object_table
+
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.gamma(1, 5, 200), rng.normal(0, 1e-7, 20), [np.nan, 0.0, -0.0, 1e16]]
+    table = pd.DataFrame(
+        {"a b": values, "c,d": values[::-1].astype(np.float32), "n": np.arange(len(values))},
+        index=pd.Index(np.arange(1, len(values) + 1, dtype=np.uint16), name="Object"),
+    )
+    table.loc[3, "c,d"] = np.nan
+    table.to_csv(tmp_path / "pandas.csv")
+    write_object_table(tmp_path / "ours.csv", table)
+    assert (tmp_path / "ours.csv").read_text() == (tmp_path / "pandas.csv").read_text()

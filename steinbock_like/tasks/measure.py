@@ -17,7 +17,7 @@ from steinbock_like.io.blocks import BAND_PIXELS, ChannelBands, band_rows
 from steinbock_like.io.images import image_shape, read_image
 from steinbock_like.io.masks import read_mask
 from steinbock_like.io.panel import panel_for_image
-from steinbock_like.io.tables import write_neighbors, write_table
+from steinbock_like.io.tables import write_neighbors, write_object_table
 from steinbock_like.runner import Job
 
 COMPARTMENT_PREFIX = "compartment:"
@@ -87,7 +87,7 @@ class IntensitiesTask:
             intensity_table(ids, column, suffix=suffix)
             for column, (suffix, _) in zip(columns, indexes, strict=True)
         ]
-        write_table(job.outputs["table"], pd.concat(tables, axis=1))
+        write_object_table(job.outputs["table"], pd.concat(tables, axis=1))
         return {"objects": int(len(ids)), "channels": len(names)}
 
 
@@ -128,7 +128,7 @@ class RegionpropsTask:
                 table = measure_regionprops(mask, properties, index=index, ids=ids, rows=band)
             del mask
             tables.append(table.add_suffix(suffix) if suffix else table)
-        write_table(job.outputs["table"], pd.concat(tables, axis=1))
+        write_object_table(job.outputs["table"], pd.concat(tables, axis=1))
         return {"objects": int(len(ids))}
 
 
