@@ -143,6 +143,8 @@ def small(args) -> dict:
     }
     report = {}
     for step, (argv, out) in steps.items():
+        if args.steps and step.split("_")[0] not in args.steps:
+            continue
         commands = {"ours": [ours, "-q", "measure", *argv, "--workers", str(args.workers)]}
         if Path(args.steinbock).is_file():
             commands["steinbock"] = [args.steinbock, "measure", *argv]
@@ -254,6 +256,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--steinbock", default="/tmp/steinbock-venv/bin/steinbock")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--steps", nargs="*", default=None, help="intensities regionprops neighbors (default all)"
+    )
     parser.add_argument("--big", action="store_true", help="the 20k x 20k case instead")
     parser.add_argument("--big-size", type=int, default=20000)
     parser.add_argument("--big-cells", type=int, default=1_500_000)
