@@ -61,11 +61,14 @@ def write_object_table(path: str | Path, table: pd.DataFrame) -> None:
 
     header = io.StringIO()
     csv.writer(header, lineterminator="\n").writerow([table.index.name or "", *table.columns])
-    columns = [_csv_strings(np.asarray(table.index))]
-    columns += [_csv_strings(table[name].to_numpy()) for name in table.columns]
+    index = np.asarray(table.index)
+    arrays = [table[name].to_numpy() for name in table.columns]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         handle.write(header.getvalue())
-        handle.writelines(",".join(row) + "\n" for row in zip(*columns, strict=True))
+        for start in range(0, len(index), 65536):  # bounded memory for millions of rows
+            part = slice(start, start + 65536)
+            columns = [_csv_strings(index[part])] + [_csv_strings(a[part]) for a in arrays]
+            handle.writelines(",".join(row) + "\n" for row in zip(*columns, strict=True))
 
 
 def _csv_strings(values) -> list[str]:
