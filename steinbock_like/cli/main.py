@@ -71,6 +71,7 @@ def _register_commands() -> None:
     from steinbock_like.cli.evaluate import evaluate_cmd
     from steinbock_like.cli.example import example_group
     from steinbock_like.cli.export import export_group
+    from steinbock_like.cli.measure import measure_group
     from steinbock_like.cli.models import models_group
     from steinbock_like.cli.preprocess import preprocess_group
     from steinbock_like.cli.repair import repair_cmd
@@ -86,6 +87,7 @@ def _register_commands() -> None:
     cli.add_command(segment_group)
     cli.add_command(models_group)
     cli.add_command(export_group)
+    cli.add_command(measure_group)
 
 
 _register_commands()

@@ -45,3 +45,41 @@ def write_neighbors(path: str | Path, neighbors: pd.DataFrame) -> None:
     """Write a neighbors table (no index column) atomically."""
     with atomic_path(path) as tmp:
         neighbors.loc[:, list(NEIGHBOR_COLUMNS)].to_csv(tmp, index=False)
+
+
+def write_object_table(path: str | Path, table: pd.DataFrame) -> None:
+    """Write an object table (index ``Object``) as steinbock and pandas write it, faster.
+
+    The text equals ``table.to_csv(path)``: float64 in shortest round-trip form,
+    float32 in its own shortest form, NaN as an empty field; float64 columns are
+    formatted with Python's ``repr`` instead of numpy's slower string conversion.
+    """
+    import csv
+    import io
+
+    import numpy as np
+
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow([table.index.name or "", *table.columns])
+    index = np.asarray(table.index)
+    arrays = [table[name].to_numpy() for name in table.columns]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        handle.write(header.getvalue())
+        for start in range(0, len(index), 65536):  # bounded memory for millions of rows
+            part = slice(start, start + 65536)
+            columns = [_csv_strings(index[part])] + [_csv_strings(a[part]) for a in arrays]
+            handle.writelines(",".join(row) + "\n" for row in zip(*columns, strict=True))
+
+
+def _csv_strings(values) -> list[str]:
+    import numpy as np
+
+    if values.dtype == np.float64:
+        return ["" if v != v else repr(v) for v in values.tolist()]
+    if values.dtype.kind == "f":
+        text = values.astype(str)
+        text[np.isnan(values)] = ""
+        return text.tolist()
+    if values.dtype.kind in "iub":
+        return [str(v) for v in values.tolist()]
+    return pd.Series(values).to_frame().to_csv(header=False, index=False).splitlines()

@@ -1,0 +1,162 @@
+"""Reading image channels in bands of rows, so huge images are never held whole.
+
+An image's channel (one TIFF page per channel, as steinbock writes images) is
+decoded strip by strip or tile row by tile row; the bands handed out hold at
+least ``min_rows`` rows (the last one may hold fewer). Images whose channels are
+not pages (e.g. interleaved samples) are read whole once, as a fallback.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from steinbock_like.errors import InputError
+from steinbock_like.io.images import image_shape, read_image
+from steinbock_like.io.tiff import tifffile_errors
+
+# A band of about this many pixels is decoded at a time (16 Mi pixels = 64 MiB float32).
+BAND_PIXELS = 1 << 24
+
+
+def band_rows(width: int, pixels: int = BAND_PIXELS) -> int:
+    """Rows per band for an image ``width`` pixels wide."""
+    return max(1, pixels // max(1, width))
+
+
+def iter_channel_bands(
+    path: str | Path, index: int, *, min_rows: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_row, band)`` pairs covering channel ``index`` of an image, top to bottom.
+
+    Opens the file for this one channel; to read many channels use
+    :class:`ChannelBands`, which parses the file once.
+
+    Parameters
+    ----------
+    path : path-like
+        CYX TIFF image.
+    index : int
+        Channel (page) to read.
+    min_rows : int, optional
+        Rows per band (at least; bands end on strip/tile boundaries). By default
+        about :data:`BAND_PIXELS` pixels per band.
+
+    Yields
+    ------
+    int, ndarray of float32 (rows, X)
+
+    Raises
+    ------
+    InputError
+        For an unreadable or truncated file, or an index beyond the channel count.
+    """
+    with ChannelBands(path) as reader:
+        yield from reader.bands(index, min_rows=min_rows)
+
+
+class ChannelBands:
+    """An open CYX TIFF whose channels are read in bands of rows (a context manager).
+
+    Attributes
+    ----------
+    shape : (int, int, int)
+        (C, Y, X) of the image.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.shape = image_shape(path)
+        self._tif = None
+        self._pages = None
+        self._image = None
+
+    def __enter__(self) -> "ChannelBands":
+        num_channels, height, width = self.shape
+        try:
+            with tifffile_errors() as errors:
+                self._tif = tifffile.TiffFile(self.path)
+                pages = self._tif.series[0].pages
+                if len(pages) == num_channels and all(
+                    page is not None and page.shape == (height, width) for page in pages
+                ):
+                    self._pages = list(pages)
+        except Exception as error:
+            self.close()
+            raise InputError(
+                self.path, f"unreadable or truncated TIFF ({type(error).__name__})"
+            ) from error
+        if errors:
+            self.close()
+            raise InputError(self.path, f"unreadable or truncated TIFF ({errors[0]})")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._tif is not None:
+            self._tif.close()
+        self._tif = self._pages = self._image = None
+
+    def bands(self, index: int, *, min_rows: int | None = None):
+        """Yield ``(first_row, float32 band)`` pairs of channel ``index``, top to bottom."""
+        num_channels, height, width = self.shape
+        if not 0 <= index < num_channels:
+            raise InputError(
+                self.path, f"channel {index} requested but the image has {num_channels}"
+            )
+        min_rows = band_rows(width) if min_rows is None else max(1, int(min_rows))
+        if self._pages is None:  # channels are not pages: read the image whole, once
+            if self._image is None:
+                self._image = read_image(self.path)
+            for start in range(0, height, min_rows):
+                yield start, self._image[index, start : start + min_rows]
+            return
+        page = self._pages[index]
+        try:
+            with tifffile_errors() as errors:
+                if height <= min_rows:
+                    channel = page.asarray()
+                    if not errors:
+                        yield 0, channel.astype(np.float32, copy=False)
+                else:
+                    yield from _page_bands(page, height, width, min_rows, errors)
+        except InputError:
+            raise
+        except Exception as error:
+            raise InputError(
+                self.path, f"unreadable or truncated TIFF ({type(error).__name__})"
+            ) from error
+        if errors:
+            raise InputError(self.path, f"unreadable or truncated TIFF ({errors[0]})")
+
+
+def _page_bands(page, height: int, width: int, min_rows: int, errors: list):
+    band: list[np.ndarray] = []
+    band_start = band_count = 0
+    row_block = None
+    row_start = -1
+    for data, position, shape in page.segments(maxworkers=1):
+        if errors:
+            return
+        y0, x0 = int(position[-3]), int(position[-2])
+        if y0 != row_start:  # a new strip / row of tiles begins
+            if row_block is not None:
+                band.append(row_block)
+                band_count += len(row_block)
+                if band_count >= min_rows:
+                    yield band_start, np.concatenate(band) if len(band) > 1 else band[0]
+                    band, band_start, band_count = [], y0, 0
+            row_start = y0
+            rows = min(int(shape[-3]), height - y0)
+            row_block = np.zeros((rows, width), dtype=np.float32)
+        rows = len(row_block)
+        cols = min(int(shape[-2]), width - x0)
+        if data is not None:
+            row_block[:, x0 : x0 + cols] = data.reshape(shape)[0, :rows, :cols, 0]
+    if row_block is not None:
+        band.append(row_block)
+    if band:
+        yield band_start, np.concatenate(band) if len(band) > 1 else band[0]

@@ -1,0 +1,1 @@
+"""Single-cell measurements on masks: intensities, region properties, neighbours."""
