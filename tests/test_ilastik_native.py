@@ -60,6 +60,24 @@ def test_fidelity_to_ilastik_on_refdata(refdata, ilastik_classifier):
     assert abs_diff_sum / (total * 3) <= MAX_MEAN_ABS_DIFF
 
 
+def test_uint16_probabilities_equal_ilastik_but_one_pixel(refdata, ilastik_classifier):
+    """Features as fastfilters computes them (its float32 kernel coefficients, x pass first,
+    one fused multiply-add per tap) give ilastik's exported values exactly: 1 pixel of the
+    refdata differs (by one tree vote, a Difference of Gaussians at scale 10 next to a split
+    threshold); 15 pixels did with double-precision filters."""
+    differing = {}
+    for image_path in sorted((refdata / "ilastik_img").glob("*.h5")):
+        with h5py.File(image_path, "r") as file:
+            image = file["img"][()]
+        reference = tifffile.imread(refdata / "ilastik_probabilities" / f"{image_path.stem}.tiff")
+        ours = ilastik_classifier.predict(image, dtype=np.uint16)
+        for y, x in np.argwhere((ours != reference).any(axis=-1)):
+            votes = np.abs(ours[y, x].astype(np.int64) - reference[y, x]).max()
+            differing[(image_path.stem, int(y), int(x))] = int(votes)
+    assert len(differing) <= 1, differing
+    assert all(votes <= 656 for votes in differing.values())  # one tree of 100
+
+
 def test_float_output_converts_to_ilastik_uint16(refdata, ilastik_classifier):
     with h5py.File(refdata / "ilastik_img" / "20210305_NE_mockData1_001.h5", "r") as file:
         image = file["img"][()]

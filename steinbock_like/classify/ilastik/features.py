@@ -178,7 +178,13 @@ def kernel_radius(sigma: float, window: float) -> int:
 
 
 def gaussian_kernel(sigma: float, order: int = 0, window: float = FILTER_WINDOW) -> np.ndarray:
-    """A 1-D Gaussian (derivative) kernel as fastfilters builds it.
+    """A 1-D Gaussian (derivative) kernel with fastfilters' float32 coefficients.
+
+    The coefficients are computed as fastfilters 0.2 computes them, rounding to float32 where
+    it stores them: the sampled (derivative of the) Gaussian, for order 2 minus its mean over
+    the taps, then divided by its normalisation sum (accumulated in double from the float32
+    values). A rounding step elsewhere moves coefficients by one float32 step, enough to
+    move a pixel's feature across a forest's split threshold.
 
     Parameters
     ----------
@@ -193,28 +199,42 @@ def gaussian_kernel(sigma: float, order: int = 0, window: float = FILTER_WINDOW)
     Returns
     -------
     ndarray of float32, shape (2 * radius + 1,)
-        Correlation kernel: order 0 sums to 1; order 1 responds with 1 to the ramp ``x``;
-        order 2 has zero sum and responds with 2 to ``x**2``.
+        Correlation kernel: order 0 sums to 1; order 1 responds with 1 to the ramp ``x``
+        (antisymmetric); order 2 has zero sum and responds with 2 to ``x**2``.
     """
+    if order not in (0, 1, 2):
+        raise ValueError(f"derivative order must be 0, 1 or 2, got {order}")
     radius = kernel_radius(sigma, window)
     if order > 0:
         # A one-tap derivative kernel is 0/0 (fastfilters would give NaN); ilastik's dialog
         # offers sigma 0.3, the only scale where this happens, for Gaussian smoothing only.
         radius = max(radius, 1)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    gauss = np.exp(-(x**2) / (2.0 * sigma**2))
+    x = np.arange(radius + 1, dtype=np.float64)
     if order == 0:
-        kernel = gauss / gauss.sum()
-    elif order == 1:
-        kernel = x * gauss
-        kernel /= np.sum(kernel * x)
-    elif order == 2:
-        kernel = (1.0 - x**2 / sigma**2) * gauss
-        kernel -= kernel.mean()  # zero response to a constant despite the truncation
-        kernel *= 2.0 / np.sum(kernel * x**2)
+        norm = 1.0 / (math.sqrt(2.0 * math.pi) * sigma)
     else:
-        raise ValueError(f"derivative order must be 0, 1 or 2, got {order}")
-    return kernel.astype(np.float32)
+        norm = -1.0 / (math.sqrt(2.0 * math.pi) * sigma**3)
+    gauss = norm * np.exp(x * x * (-0.5 / sigma / sigma))
+    if order == 0:
+        half = gauss.astype(np.float32)
+    elif order == 1:
+        half = (x * gauss).astype(np.float32)
+    else:
+        half = ((1.0 - (x / sigma) * (x / sigma)) * gauss).astype(np.float32)
+        mean = float(half[0]) + sum(2 * float(v) for v in half[1:])
+        mean /= 2.0 * radius + 1.0
+        half = (half.astype(np.float64) - mean).astype(np.float32)
+    if order == 0:
+        total = float(half[0]) + sum(2 * float(v) for v in half[1:])
+    elif order == 1:
+        total = sum(-2.0 * float(v) * float(k) for k, v in enumerate(half) if k > 0)
+    else:
+        total = sum(float(v) * float(k) ** 2 for k, v in enumerate(half) if k > 0)
+    half = (half.astype(np.float64) / total).astype(np.float32)
+    if order == 1:
+        half = -half  # positive taps for c_k * (x[i + k] - x[i - k])
+        return np.concatenate([-half[:0:-1], half]).astype(np.float32)
+    return np.concatenate([half[:0:-1], half]).astype(np.float32)
 
 
 def presmoothing_sigma(scale: float) -> float:
@@ -239,56 +259,43 @@ def _scale_halo(scale: float) -> int:
     return kernel_radius(presmoothing_sigma(scale), PRESMOOTHING_WINDOW) + _filter_margin(scale)
 
 
-#: Kernels up to this many taps are applied with numpy array arithmetic (about twice as fast
-#: as scipy's line-buffered correlation for 3 and 5 taps); longer ones with scipy.
-_SHORT_KERNEL = 7
-
-
 def _correlate(image: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
-    """Correlate along ``axis`` (-1 or -2) with mirror borders; float32 out.
+    """Correlate along ``axis`` with mirror borders as fastfilters does; float32 out.
 
-    Short symmetric and antisymmetric kernels are applied as sums of shifted arrays in float32
-    (scipy sums in double; the results differ by float32 rounding only).
+    fastfilters (AVX2 with FMA, as ilastik 1.3.3 runs it) computes each output pixel as
+    ``c_0 * x[i]`` in float32, then adds ``c_k * (x[i + k] +- x[i - k])`` for k = 1..radius
+    with one fused multiply-add (a single rounding) per tap. The fused step is exact here:
+    the float32 product is exact in float64 and the float64 sum is rounded to float32.
     """
     radius = kernel.size // 2
-    if kernel.size > _SHORT_KERNEL or radius >= image.shape[axis]:
+    image = np.asarray(image, dtype=np.float32)
+    if radius == 0:
+        return image * kernel[0]
+    left, right = kernel[radius - 1 :: -1], kernel[radius + 1 :]
+    if radius >= image.shape[axis]:
         return correlate1d(image, kernel, axis=axis, mode="mirror")
-    if np.array_equal(kernel, kernel[::-1]):
+    if np.array_equal(right, left):
         combine = np.add
-    elif np.array_equal(kernel, -kernel[::-1]):
+    elif np.array_equal(right, -left):
         combine = np.subtract
     else:
         return correlate1d(image, kernel, axis=axis, mode="mirror")
     padded = _mirror_pad(image, radius, axis)
-    if axis == -1:
-        # Shifts along the flattened rows: positions whose taps cross into the next row lie
-        # in the padding, which is cut off at the end.
-        source = padded.reshape(-1)
-        whole = np.empty_like(source)
-        size = source.size
+    length = image.shape[axis]
+    index = [slice(None)] * image.ndim
 
-        def shifted(offset):
-            return source[radius + offset : size - radius + offset]
+    def shifted(offset: int) -> np.ndarray:
+        index[axis] = slice(radius + offset, radius + offset + length)
+        return padded[tuple(index)]
 
-        out = whole[radius : size - radius]
-    elif axis == -2:
-        length = image.shape[-2]
-
-        def shifted(offset):
-            return padded[..., radius + offset : radius + offset + length, :]
-
-        out = np.empty(image.shape, dtype=np.float32)
-    else:
-        raise ValueError(f"axis must be -1 or -2, got {axis}")
-    np.multiply(shifted(0), kernel[radius], out=out)
-    term = np.empty_like(out)
-    # Symmetric kernels: k[r + j] * (x[i + j] + x[i - j]); antisymmetric: difference.
+    out = np.multiply(shifted(0), kernel[radius])
+    pair = np.empty(out.shape, dtype=np.float32)
+    wide = np.empty(out.shape, dtype=np.float64)
     for j in range(1, radius + 1):
-        combine(shifted(j), shifted(-j), out=term)
-        term *= kernel[radius + j]
-        out += term
-    if axis == -1:
-        return whole.reshape(padded.shape)[..., radius : radius + image.shape[-1]]
+        combine(shifted(j), shifted(-j), out=pair)
+        np.multiply(pair, np.float64(kernel[radius + j]), out=wide)
+        wide += out
+        out[...] = wide
     return out
 
 
@@ -319,9 +326,13 @@ def _separable(
     cols: slice = slice(None),
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with a separable kernel, mirroring at borders,
-    and keep ``rows`` and ``cols`` of the result (the x pass runs on the kept rows only)."""
-    along_y = _correlate(image, kernel_y, axis=-2)[..., rows, :]
-    return _correlate(along_y, kernel_x, axis=-1)[..., cols]
+    and keep ``rows`` and ``cols`` of the result.
+
+    Along x first, then y, as fastfilters does (the order changes float32 rounding); the y
+    pass runs on the kept columns only.
+    """
+    along_x = _correlate(image, kernel_x, axis=-1)[..., cols]
+    return _correlate(along_x, kernel_y, axis=-2)[..., rows, :]
 
 
 def _symmetric_eigenvalues(
@@ -346,22 +357,22 @@ class _ScaleResponses:
         self.rows = rows
         self.cols = cols
         self._kernels = {k: gaussian_kernel(sigma, k) for k in (0, 1, 2)}
-        self._along_y: dict[int, np.ndarray] = {}
+        self._along_x: dict[int, np.ndarray] = {}
         self._cache: dict[str, np.ndarray] = {}
 
-    def _y_pass(self, order: int) -> np.ndarray:
-        # Filtering along y first, then cropping to the output rows before the x pass,
-        # saves the x pass on rows that are only context.
-        if order not in self._along_y:
-            full = _correlate(self.image, self._kernels[order], axis=-2)
-            self._along_y[order] = full[:, self.rows]
-        return self._along_y[order]
+    def _x_pass(self, order: int) -> np.ndarray:
+        # fastfilters filters along x first; cropping to the output columns before the y
+        # pass saves the y pass on columns that are only context.
+        if order not in self._along_x:
+            full = _correlate(self.image, self._kernels[order], axis=-1)
+            self._along_x[order] = full[:, :, self.cols]
+        return self._along_x[order]
 
     def derivative(self, order_y: int, order_x: int) -> np.ndarray:
         key = f"d{order_y}{order_x}"
         if key not in self._cache:
-            along_x = _correlate(self._y_pass(order_y), self._kernels[order_x], axis=-1)
-            self._cache[key] = along_x[:, :, self.cols]
+            along_y = _correlate(self._x_pass(order_x), self._kernels[order_y], axis=-2)
+            self._cache[key] = along_y[:, self.rows]
         return self._cache[key]
 
     def smoothed(self, sigma: float) -> np.ndarray:

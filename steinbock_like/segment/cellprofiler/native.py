@@ -1,7 +1,7 @@
 """CellProfiler's probability-to-mask segmentation, reimplemented without CellProfiler.
 
 A pipeline is a list of *steps* (frozen dataclasses, one per supported CellProfiler module,
-built by :func:`steinbock_like.segment.cellprofiler.pipeline.native_steps`) run in order on
+built by :func:`steinbock_like.segment.cellprofiler.translate.native_steps`) run in order on
 a namespace of gray images and object sets, as CellProfiler runs its modules on an image set.
 The numerical details follow CellProfiler 4.2.8 so that masks agree pixel for pixel in almost
 all cases:
@@ -14,8 +14,11 @@ all cases:
 - secondary objects are seeded from the primary objects' *unedited* labels (see
   :func:`identify_secondary_objects`).
 
-Remaining differences come from watershed tie-breaking, which changed between scikit-image
-versions (CellProfiler 4.2 pins 0.18.3).
+- the declumping watershed and the propagation are our own (:mod:`.watershed`,
+  :mod:`.propagate`) and flood in exactly the order of the code CellProfiler 4.2 runs
+  (scikit-image 0.18.3's watershed, centrosome's propagate), and Li's threshold follows
+  scikit-image 0.18.3 (:func:`li_threshold`): the masks do not depend on the installed
+  scikit-image, whose later releases break watershed ties differently.
 """
 
 from __future__ import annotations
@@ -25,15 +28,14 @@ import math
 from collections.abc import Sequence
 
 import centrosome.cpmorphology
-import centrosome.propagate
 import centrosome.smooth
 import centrosome.threshold
 import numpy as np
 import scipy.ndimage
-import skimage.filters
-import skimage.segmentation
 
 from steinbock_like.errors import SteinbockLikeError
+from steinbock_like.segment.cellprofiler.propagate import propagate
+from steinbock_like.segment.cellprofiler.watershed import watershed
 
 # CellProfiler's labels are int32 in practice; keep one dtype throughout.
 LABEL_DTYPE = np.int32
@@ -311,14 +313,49 @@ def image_math(images: Sequence[np.ndarray], step: ImageMath) -> np.ndarray:
 
 
 def li_threshold(values: np.ndarray) -> float:
-    """CellProfiler 4.2's Minimum Cross-Entropy: ``threshold_li`` with its tolerance.
+    """CellProfiler 4.2's Minimum Cross-Entropy threshold (Li's iterative method).
 
-    The tolerance is half the smallest step between distinct values (at least 0.5 / 65536),
-    so the iteration stops at the resolution of the data.
+    CellProfiler 4.2 calls scikit-image 0.18.3's ``threshold_li`` with a tolerance of half
+    the smallest step between distinct values (at least 0.5 / 65536), so the iteration stops
+    at the resolution of the data. This is that computation, in the input's precision
+    (float32 means and logarithms for float32 pixels), without scikit-image: later releases
+    stop early when the background mean reaches 0.
+
+    Parameters
+    ----------
+    values : ndarray of float
+        The pixels (any shape); NaN is ignored.
+
+    Returns
+    -------
+    float
+        The threshold, in the units of ``values``.
     """
-    unique = np.unique(values)
+    data = np.asarray(values).ravel()
+    data = data[~np.isnan(data)]
+    if data.size == 0:
+        return math.nan
+    if np.all(data == data[0]):
+        return float(data[0])
+    data = data[np.isfinite(data)]
+    if data.size == 0:
+        return 0.0
+    unique = np.unique(data)
     tolerance = max(float(np.min(np.diff(unique))) / 2, 0.5 / 65536)
-    return float(skimage.filters.threshold_li(values, tolerance=tolerance))
+    data_min = np.min(data)
+    data = data - data_min
+    t_next = np.mean(data)
+    t_current = -2 * tolerance
+    while abs(t_next - t_current) > tolerance:
+        t_current = t_next
+        foreground = data > t_current
+        mean_foreground = np.mean(data[foreground])
+        mean_background = np.mean(data[~foreground])
+        with np.errstate(divide="ignore"):  # log(0) when the background is all 0: t = 0
+            t_next = (mean_background - mean_foreground) / (
+                np.log(mean_background) - np.log(mean_foreground)
+            )
+    return float(t_next + data_min)
 
 
 def global_threshold(image: np.ndarray, params: ThresholdParams) -> float:
@@ -336,6 +373,8 @@ def global_threshold(image: np.ndarray, params: ThresholdParams) -> float:
     elif params.method == THRESHOLD_LI:
         threshold = li_threshold(data)
     elif params.method == THRESHOLD_OTSU:
+        import skimage.filters
+
         if params.three_class_foreground is None:
             threshold = float(skimage.filters.threshold_otsu(data))
         else:
@@ -444,9 +483,9 @@ def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.
     else:
         raise SteinbockLikeError(f"declumping method {step.declump_method!r} is not supported")
 
-    seeds, seed_count = scipy.ndimage.label(maxima, EIGHT_CONNECTED)
+    seeds, _ = scipy.ndimage.label(maxima, EIGHT_CONNECTED)
     if step.dividing_method == DIVIDE_PROPAGATE:
-        divided, _ = centrosome.propagate.propagate(np.zeros(seeds.shape), seeds, labels != 0, 1.0)
+        divided, _ = propagate(np.zeros(seeds.shape), seeds, labels != 0, 1.0)
         return divided.astype(LABEL_DTYPE)
     if step.dividing_method == DIVIDE_INTENSITY:
         landscape = 1 - image
@@ -456,14 +495,7 @@ def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.
         landscape = -distance - np.min(-distance)
     else:
         raise SteinbockLikeError(f"dividing-line method {step.dividing_method!r} is not supported")
-    # Negative markers, as CellProfiler passes them, make the flooding order FIFO-fair.
-    marker_dtype = np.int16 if seed_count < np.iinfo(np.int16).max else np.int32
-    markers = np.zeros(landscape.shape, marker_dtype)
-    markers[seeds > 0] = -seeds[seeds > 0]
-    divided = skimage.segmentation.watershed(
-        landscape, markers=markers, connectivity=EIGHT_CONNECTED, mask=labels != 0
-    )
-    return (-divided).astype(LABEL_DTYPE)
+    return watershed(landscape, seeds, mask=labels != 0).astype(LABEL_DTYPE)
 
 
 def remove_border_objects(labels: np.ndarray) -> np.ndarray:
@@ -566,7 +598,7 @@ def identify_secondary_objects(image: np.ndarray, primary: Objects, step: Identi
     touches_edge[edge_ids] = True
     seeds[~touches_edge[seeds] & (primary.segmented == 0)] = 0
 
-    cells, _ = centrosome.propagate.propagate(image, seeds, foreground, step.regularization)
+    cells, _ = propagate(image, seeds, foreground, step.regularization)
     if step.fill_holes:
         cells = centrosome.cpmorphology.fill_labeled_holes(cells, mask=cells == 0)
     cells = np.asarray(cells, LABEL_DTYPE)
@@ -619,7 +651,7 @@ def run_steps(probabilities: np.ndarray, steps: Sequence[Step]) -> np.ndarray:
     probabilities : ndarray, shape (Y, X, C)
         Pixel-classification probabilities (uint16 YXC).
     steps : sequence of steps
-        From :func:`steinbock_like.segment.cellprofiler.pipeline.native_steps`.
+        From :func:`steinbock_like.segment.cellprofiler.translate.native_steps`.
 
     Returns
     -------
