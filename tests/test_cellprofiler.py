@@ -12,7 +12,7 @@ import tifffile
 
 from steinbock_like.errors import MissingToolError, SteinbockLikeError
 from steinbock_like.io import cppipe
-from steinbock_like.segment.cellprofiler import binary, native, pipeline, translate
+from steinbock_like.segment.cellprofiler import binary, native, pipeline, threshold, translate
 from steinbock_like.segment.cellprofiler.propagate import propagate
 from steinbock_like.segment.cellprofiler.watershed import watershed
 from steinbock_like.testing import synthetic_probabilities
@@ -273,14 +273,14 @@ def test_native_on_empty_probabilities_gives_empty_mask():
 def test_native_threshold_is_li_with_cellprofiler_tolerance():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(0.2, 0.05, 500), rng.normal(0.7, 0.05, 500)])
-    threshold = native.li_threshold(values.astype(np.float32))
-    assert 0.3 < threshold < 0.6
-    corrected = native.ThresholdParams(correction_factor=1.2)
-    assert native.global_threshold(values.astype(np.float32), corrected) == pytest.approx(
-        1.2 * threshold
+    li = threshold.li_threshold(values.astype(np.float32))
+    assert 0.3 < li < 0.6
+    corrected = threshold.ThresholdParams(correction_factor=1.2)
+    assert threshold.global_threshold(values.astype(np.float32), corrected) == pytest.approx(
+        1.2 * li
     )
-    bounded = native.ThresholdParams(correction_factor=1.2, upper_bound=0.3)
-    assert native.global_threshold(values.astype(np.float32), bounded) == 0.3
+    bounded = threshold.ThresholdParams(correction_factor=1.2, upper_bound=0.3)
+    assert threshold.global_threshold(values.astype(np.float32), bounded) == 0.3
 
 
 # ------------------------------------------------------------------------------ own flooding
