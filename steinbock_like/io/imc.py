@@ -17,6 +17,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,44 @@ import pandas as pd
 
 from steinbock_like.errors import InputError, describe_error
 from steinbock_like.io.atomic import atomic_path
-from steinbock_like.preprocess.imc import IMAGES_CSV_COLUMNS, AcquisitionInfo
 
 TXT_FIXED_COLUMNS = ("Start_push", "End_push", "Pushes_duration", "X", "Y", "Z")
+
+
+IMAGES_CSV_COLUMNS = (
+    "image",
+    "width_px",
+    "height_px",
+    "num_channels",
+    "source_file",
+    "recovery_file",
+    "recovered",
+    "acquisition_id",
+    "acquisition_description",
+    "acquisition_start_x_um",
+    "acquisition_start_y_um",
+    "acquisition_end_x_um",
+    "acquisition_end_y_um",
+    "acquisition_width_um",
+    "acquisition_height_um",
+)
+
+
+@dataclass(frozen=True)
+class AcquisitionInfo:
+    """What images.csv needs of one acquisition (from the ``.mcd`` file's metadata).
+
+    ``roi_points_um`` are the ROI's corners (top left, top right, bottom right,
+    bottom left) in micrometres, or None where unknown.
+    """
+
+    id: int
+    description: str | None = None
+    roi_points_um: tuple | None = None
+    width_um: float | None = None
+    height_um: float | None = None
+    channels: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- listing

@@ -16,40 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-IMAGES_CSV_COLUMNS = (
-    "image",
-    "width_px",
-    "height_px",
-    "num_channels",
-    "source_file",
-    "recovery_file",
-    "recovered",
-    "acquisition_id",
-    "acquisition_description",
-    "acquisition_start_x_um",
-    "acquisition_start_y_um",
-    "acquisition_end_x_um",
-    "acquisition_end_y_um",
-    "acquisition_width_um",
-    "acquisition_height_um",
-)
-
-
-@dataclass(frozen=True)
-class AcquisitionInfo:
-    """What images.csv needs of one acquisition (from the ``.mcd`` file's metadata).
-
-    ``roi_points_um`` are the ROI's corners (top left, top right, bottom right,
-    bottom left) in micrometres, or None where unknown.
-    """
-
-    id: int
-    description: str | None = None
-    roi_points_um: tuple | None = None
-    width_um: float | None = None
-    height_um: float | None = None
-    channels: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()
+from steinbock_like.io.imc import AcquisitionInfo
 
 
 @dataclass
