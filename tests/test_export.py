@@ -221,3 +221,18 @@ def test_histocat_layout_and_values(refdata, tmp_path):
     np.testing.assert_array_equal(
         np.squeeze(mask), tifffile.imread(refdata / "masks_deepcell" / f"{name}.tiff")
     )
+
+
+def test_anndata_var_of_compartment_columns():
+    import pandas as pd
+
+    from steinbock_like.io.export.anndata import channel_var
+
+    panel = pd.DataFrame({"channel": ["Ir191", "Yb176"], "keep": [True, True]}, index=["DNA", "H3"])
+    var = channel_var(panel, ["DNA", "H3", "DNA_nucleus", "H3_cyto_plasm"])
+    assert list(var.index) == ["DNA", "H3", "DNA_nucleus", "H3_cyto_plasm"]
+    assert list(var["channel"]) == ["Ir191", "Yb176", "Ir191", "Yb176"]
+    assert list(var["compartment"]) == ["", "", "nucleus", "cyto_plasm"]
+    assert "compartment" not in channel_var(panel, ["H3", "DNA"]).columns
+    with pytest.raises(KeyError, match="'CD3_nucleus' is not a kept panel channel"):
+        channel_var(panel, ["CD3_nucleus"])

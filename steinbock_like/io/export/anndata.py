@@ -142,10 +142,7 @@ def image_anndata(
         if obs[column].dtype == "string":
             obs[column] = obs[column].astype(str)
     if var is not None:
-        missing = [c for c in intensities.columns if c not in var.index]
-        if missing:
-            raise KeyError(f"channel '{missing[0]}' is not a kept panel channel")
-        var = var.loc[list(intensities.columns), :].copy()
+        var = channel_var(var, [str(c) for c in intensities.columns])
     else:
         var = pd.DataFrame(index=[str(c) for c in intensities.columns])
     var.index = [str(c) for c in intensities.columns]
@@ -167,6 +164,36 @@ def image_anndata(
                 (distances, (rows, cols)), shape=shape, dtype=np.float32
             )
     return adata
+
+
+def channel_var(var: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Panel rows of the intensity columns, compartment columns included.
+
+    A column ``<channel>_<compartment>`` (``measure intensities --compartment``) takes its
+    channel's panel row; a ``compartment`` column then says which (empty for the whole cell).
+
+    Raises
+    ------
+    KeyError
+        If a column names no kept panel channel.
+    """
+    rows, compartments = [], []
+    for column in columns:
+        channel, compartment = column, ""
+        if column not in var.index:
+            # the longest channel name that the column extends by "_<compartment>"
+            prefixes = [str(c) for c in var.index if column.startswith(f"{c}_")]
+            if not prefixes:
+                raise KeyError(f"channel '{column}' is not a kept panel channel")
+            channel = max(prefixes, key=len)
+            compartment = column[len(channel) + 1 :]
+        rows.append(channel)
+        compartments.append(compartment)
+    selected = var.loc[rows, :].copy()
+    if any(compartments):
+        selected["compartment"] = compartments
+    selected.index = columns
+    return selected
 
 
 def concat_anndata(adatas: Mapping[str, object]):
