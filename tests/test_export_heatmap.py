@@ -33,7 +33,7 @@ def test_heatmap_png_shows_the_scaled_table(tmp_path, by):
     from steinbock_like.io.export.heatmap import heatmap_layout
 
     _cells(tmp_path / "cells.csv")
-    assert run("--data", tmp_path, "export", "heatmap", "--by", by) == 0
+    assert run("--data", tmp_path, "export", "heatmap", "--by", by, "--order", "table") == 0
     png = iio.imread(tmp_path / "cells_heatmap.png")
     if by == "image":
         expected = np.array([[0.0, 1.0], [1 / 3, 0.0], [1.0, 0.5]])
@@ -46,6 +46,15 @@ def test_heatmap_png_shows_the_scaled_table(tmp_path, by):
         y, x = layout.centre(row, column)
         colour = np.asarray(viridis(value)[:3]) * 255
         np.testing.assert_allclose(png[y, x, :3], colour, atol=2)
+
+
+def test_cells_are_grouped_by_their_brightest_marker():
+    from steinbock_like.io.export.heatmap import order_by_dominant_marker
+
+    scaled = pd.DataFrame(
+        {"CD3": [0, 0.2, 0.4, 0.4, 1.0], "CD8": [1, 1, 0, 0, 0.5]}, index=list("abcde")
+    )
+    assert list(order_by_dominant_marker(scaled).index) == ["e", "c", "d", "a", "b"]
 
 
 def test_heatmap_refuses_to_replace_and_needs_a_cell_table(tmp_path):

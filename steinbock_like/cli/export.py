@@ -403,12 +403,24 @@ def ome_cmd(app, img_dir, panel_file, ome_dir, workers, overwrite, resume) -> No
     show_default=True,
     help="With --by cell: cells drawn at most (a random subset, seed 0).",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["dominant", "table"]),
+    default="dominant",
+    show_default=True,
+    help="With --by cell: rows grouped by their brightest marker, or in table order.",
+)
 @path_option("-o", "output", default=layout.CELLS_HEATMAP, help="PNG output file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing PNG.")
 @pass_app
-def heatmap_cmd(app, cells_file, panel_file, by, max_cells, output, overwrite) -> None:
+def heatmap_cmd(app, cells_file, panel_file, by, max_cells, order, output, overwrite) -> None:
     from steinbock_like.errors import InputError
-    from steinbock_like.io.export.heatmap import marker_matrix, scale_columns, write_heatmap
+    from steinbock_like.io.export.heatmap import (
+        marker_matrix,
+        order_by_dominant_marker,
+        scale_columns,
+        write_heatmap,
+    )
     from steinbock_like.io.export.tables import check_output_file
     from steinbock_like.io.panel import kept, read_panel
     from steinbock_like.io.tables import read_table
@@ -428,6 +440,8 @@ def heatmap_cmd(app, cells_file, panel_file, by, max_cells, output, overwrite) -
     if not markers:
         raise InputError(cells_path, f"no marker columns (none of the channels of {panel_path})")
     matrix = scale_columns(marker_matrix(cells, markers, by=by, max_cells=max_cells))
+    if by == "cell" and order == "dominant":
+        matrix = order_by_dominant_marker(matrix)
     what = "mean per image" if by == "image" else "per cell"
     write_heatmap(output, matrix, title=f"Marker intensities, {what}, {len(cells)} cells")
     logger.info("export heatmap: %d rows x %d markers drawn to %s", *matrix.shape, output)
