@@ -23,7 +23,7 @@ from steinbock_like.cli.options import (
     run_jobs,
     runner_options,
 )
-from steinbock_like.runner import Job
+from steinbock_like.runner import Job, check_single_output
 
 logger = logging.getLogger("steinbock_like")
 
@@ -66,104 +66,73 @@ def _table_jobs(
     return jobs
 
 
-def _single_output(path: Path, *, overwrite: bool, resume: bool) -> bool:
-    """Check a single-file output; False when it exists and --resume keeps it."""
-    from steinbock_like.errors import SteinbockLikeError
-    from steinbock_like.io.export.tables import check_output_file
-
-    if overwrite and resume:
-        raise SteinbockLikeError("--overwrite and --resume exclude each other: choose one")
-    if resume and path.exists():
-        logger.info("%s exists: kept (--resume)", path)
-        return False
-    check_output_file(path, overwrite=overwrite)
-    return True
-
-
 def _need_dirs(data_dirs) -> None:
     if not data_dirs:
         raise click.UsageError("give at least one object data directory (e.g. intensities)")
 
 
-@export_group.command(name="csv", help="Merge object data into a CSV table (the cell table).")
-@_data_dirs_argument
-@_concat_option
-@click.option(
-    "-o",
-    "output",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="CSV output file (a directory with --no-concat).",
-)
-@runner_options
-@pass_app
-def csv_cmd(app, data_dirs, concatenate, output, workers, overwrite, resume) -> None:
-    _need_dirs(data_dirs)
-    output = app.path(output)
-    if not concatenate:
-        from steinbock_like.tasks.export import TableTask
+def _table_export_command(kind: str, suffix: str, help: str, write_concatenated):
+    """``export csv`` and ``export fcs``: one merged file, or one per image (--no-concat)."""
 
-        jobs = _table_jobs(app, data_dirs, output, ".csv")
-        run_jobs(
-            TableTask("csv"),
-            jobs,
-            command="export csv",
-            workers=workers,
-            overwrite=overwrite,
-            resume=resume,
-        )
-        logger.info("export csv: tables in %s", output)
-        return
+    @export_group.command(name=kind, help=help)
+    @_data_dirs_argument
+    @_concat_option
+    @click.option(
+        "-o",
+        "output",
+        type=click.Path(path_type=Path),
+        required=True,
+        help=f"{kind.upper()} output file (a directory with --no-concat).",
+    )
+    @runner_options
+    @pass_app
+    def command(app, data_dirs, concatenate, output, workers, overwrite, resume) -> None:
+        _need_dirs(data_dirs)
+        output = app.path(output)
+        if not concatenate:
+            from steinbock_like.tasks.export import TableTask
+
+            run_jobs(
+                TableTask(kind),
+                _table_jobs(app, data_dirs, output, suffix),
+                command=f"export {kind}",
+                workers=workers,
+                overwrite=overwrite,
+                resume=resume,
+            )
+            logger.info("export %s: files in %s", kind, output)
+            return
+        from steinbock_like.io.export.tables import iter_merged
+
+        if not check_single_output(output, overwrite=overwrite, resume=resume):
+            return
+        merged = ((image, df) for image, _, df in iter_merged([app.path(d) for d in data_dirs]))
+        rows = write_concatenated(output, merged)
+        logger.info("export %s: %d objects written to %s", kind, rows, output)
+
+    return command
+
+
+def _write_csv(output: Path, tables) -> int:
     from steinbock_like.io.export.csv import write_cells_csv
-    from steinbock_like.io.export.tables import iter_merged
 
-    if not _single_output(output, overwrite=overwrite, resume=resume):
-        return
-    dirs = [app.path(d) for d in data_dirs]
-    rows = write_cells_csv(output, ((image, df) for image, _, df in iter_merged(dirs)))
-    logger.info("export csv: %d objects written to %s", rows, output)
+    return write_cells_csv(output, tables)
 
 
-@export_group.command(name="fcs", help="Merge object data into an FCS file.")
-@_data_dirs_argument
-@_concat_option
-@click.option(
-    "-o",
-    "output",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="FCS output file (a directory with --no-concat).",
-)
-@runner_options
-@pass_app
-def fcs_cmd(app, data_dirs, concatenate, output, workers, overwrite, resume) -> None:
-    _need_dirs(data_dirs)
-    output = app.path(output)
-    if not concatenate:
-        from steinbock_like.tasks.export import TableTask
-
-        jobs = _table_jobs(app, data_dirs, output, ".fcs")
-        run_jobs(
-            TableTask("fcs"),
-            jobs,
-            command="export fcs",
-            workers=workers,
-            overwrite=overwrite,
-            resume=resume,
-        )
-        logger.info("export fcs: files in %s", output)
-        return
+def _write_fcs(output: Path, tables) -> int:
     import pandas as pd
 
     from steinbock_like.io.export.fcs import write_fcs
-    from steinbock_like.io.export.tables import iter_merged
 
-    if not _single_output(output, overwrite=overwrite, resume=resume):
-        return
-    tables = [df for _, _, df in iter_merged([app.path(d) for d in data_dirs])]
-    table = pd.concat(tables, ignore_index=True)
+    table = pd.concat([df for _, df in tables], ignore_index=True)
     write_fcs(output, table)
-    logger.info("export fcs: %d objects written to %s", len(table), output)
+    return len(table)
+
+
+csv_cmd = _table_export_command(
+    "csv", ".csv", "Merge object data into a CSV table (the cell table).", _write_csv
+)
+fcs_cmd = _table_export_command("fcs", ".fcs", "Merge object data into an FCS file.", _write_fcs)
 
 
 @export_group.command(name="anndata", help="Merge object data into AnnData (h5ad, zarr, loom).")
@@ -257,7 +226,7 @@ def anndata_cmd(
         return
     from steinbock_like.io.export.anndata import write_anndata
 
-    if not _single_output(output, overwrite=overwrite, resume=resume):
+    if not check_single_output(output, overwrite=overwrite, resume=resume):
         return
     adata = _concat_anndata(app, dirs, neighbors_dir, var, image_info)
     write_anndata(output, adata, anndata_format)
@@ -421,12 +390,11 @@ def heatmap_cmd(app, cells_file, panel_file, by, max_cells, order, output, overw
         scale_columns,
         write_heatmap,
     )
-    from steinbock_like.io.export.tables import check_output_file
     from steinbock_like.io.panel import kept, read_panel
     from steinbock_like.io.tables import read_table
 
     output = app.path(output)
-    check_output_file(output, overwrite=overwrite)
+    check_single_output(output, overwrite=overwrite, directory_ok=True)
     cells_path = app.path(cells_file)
     cells = read_table(cells_path, index=None)
     for column in ("Image", "Object"):
@@ -537,13 +505,12 @@ def spatialdata_cmd(
         element_name,
         write_spatialdata,
     )
-    from steinbock_like.io.export.tables import check_output_file
     from steinbock_like.io.images import image_name, image_shape, list_images
     from steinbock_like.io.pairs import match_by_name
     from steinbock_like.io.panel import panel_for_image, read_panel
 
     output = app.path(output)
-    check_output_file(output, overwrite=overwrite)
+    check_single_output(output, overwrite=overwrite, directory_ok=True)
     panel_path = app.path(panel_file)
     panel = read_panel(panel_path)
     images, channel_names, masks, regions = {}, {}, {}, {}

@@ -79,7 +79,12 @@ def check_outputs(
 
 
 def check_single_output(
-    path: Path, *, overwrite: bool, resume: bool = False, why: str = ""
+    path: Path,
+    *,
+    overwrite: bool,
+    resume: bool = False,
+    why: str = "",
+    directory_ok: bool = False,
 ) -> bool:
     """The overwrite policy for a one-off output (a project, a pipeline, a table).
 
@@ -88,11 +93,18 @@ def check_single_output(
     bool
         True to write it; False to keep the existing file (``resume``).
 
+    ``directory_ok``: the output is a directory store (zarr); otherwise an existing
+    directory of that name is an error even with ``overwrite``.
+
     Raises
     ------
     OutputExistsError
         If it exists and neither ``overwrite`` nor ``resume`` is set.
     """
+    if overwrite and resume:
+        raise SteinbockLikeError("--overwrite and --resume exclude each other: choose one")
+    if path.is_dir() and not directory_ok:
+        raise OutputExistsError(f"{path} is a directory: give a file name")
     if not path.exists() or overwrite:
         return True
     if resume:

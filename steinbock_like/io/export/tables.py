@@ -146,16 +146,6 @@ def read_neighbor_table(path: str | Path) -> pd.DataFrame:
         raise InputError(path, f"non-numeric neighbors table ({error})") from error
 
 
-def check_output_file(path: Path, *, overwrite: bool) -> None:
-    """Refuse to replace an existing single-file output unless ``overwrite``."""
-    from steinbock_like.errors import OutputExistsError
-
-    if path.is_dir():
-        raise OutputExistsError(f"{path} is a directory: give a file name to -o")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists already: use --overwrite to replace it")
-
-
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; it replaces ``path`` on success.
@@ -166,12 +156,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(
-        tempfile.mkdtemp(prefix=TEMP_PREFIX + path.stem + "-", suffix=path.suffix, dir=path.parent)
+        tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=path.suffix, dir=path.parent)
     )
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-old-", dir=path.parent))
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
