@@ -276,7 +276,8 @@ def fix_cmd(app: AppContext, project_file, crop_dir, axes, backup):
     "--ilastik",
     "ilastik_binary",
     default=None,
-    help="ilastik launcher [env: ILASTIK_BINARY; default: /opt/ilastik/run_ilastik.sh].",
+    help="ilastik launcher [env: ILASTIK_BINARY; default: found on PATH or in the container, "
+    "see 'steinbock-like doctor'].",
 )
 @path_option("--ilp", "project_file", default=layout.ILASTIK_PROJECT, help="Trained project.")
 @path_option("--img", "img_dir", default=layout.ILASTIK_IMG, help="ilastik images (HDF5).")

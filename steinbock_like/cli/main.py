@@ -68,6 +68,7 @@ def _register_commands() -> None:
     from steinbock_like.cli.apps import apps_group
     from steinbock_like.cli.check import check_cmd
     from steinbock_like.cli.classify import classify_group
+    from steinbock_like.cli.doctor import doctor_cmd
     from steinbock_like.cli.evaluate import evaluate_cmd
     from steinbock_like.cli.example import example_group
     from steinbock_like.cli.export import export_group
@@ -88,6 +89,7 @@ def _register_commands() -> None:
     cli.add_command(models_group)
     cli.add_command(export_group)
     cli.add_command(measure_group)
+    cli.add_command(doctor_cmd)
 
 
 _register_commands()

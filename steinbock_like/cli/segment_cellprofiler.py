@@ -123,8 +123,9 @@ def prepare_cmd(
     "--python",
     "python",
     default=None,
-    help="CellProfiler's interpreter [env: CELLPROFILER_PYTHON; default: "
-    "/opt/cellprofiler-venv/bin/python].",
+    help="CellProfiler's interpreter [env: CELLPROFILER_PYTHON; default: found where "
+    "scripts/install_cellprofiler.sh puts it, on PATH or in the container, see "
+    "'steinbock-like doctor'].",
 )
 @click.option(
     "--plugins-directory",
