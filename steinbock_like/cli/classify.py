@@ -158,7 +158,11 @@ def prepare_cmd(
     if panel is None:
         logger.warning("%s not found: every image channel is used separately", panel_path)
     images = list_images(app.path(img_dir))
+    seed, recorded_plan = _resume_crop_plan(
+        [app.path(imgout), app.path(cropout)], seed, overwrite=overwrite, resume=resume
+    )
     plan = crop_plan(images, scale=scale, cropsize=cropsize, seed=seed)
+    plan.update({name: pos for name, pos in recorded_plan.items() if name in plan})
     jobs = []
     for path in images:
         name = image_name(path)
@@ -175,8 +179,15 @@ def prepare_cmd(
         workers=workers,
         overwrite=overwrite,
         resume=resume,
+        resolved={"seed": seed},
     )
     if not write_project:
+        logger.info(
+            "kept %s; images in %s, crops in %s",
+            project_path,
+            app.path(imgout),
+            app.path(cropout),
+        )
         return
     crops = [job.outputs["crop"] for job in jobs if "crop" in job.outputs]
     lanes = [lane_for_crop(c, project_path, read_ilastik_crop(c).shape) for c in crops]
@@ -193,6 +204,36 @@ def prepare_cmd(
         app.path(imgout),
         app.path(cropout),
     )
+
+
+def _resume_crop_plan(directories, seed, *, overwrite: bool, resume: bool):
+    """The seed to draw crops with and the crop positions an earlier run recorded.
+
+    Without ``--seed`` a seed is drawn and recorded (run_metadata.json), so that
+    ``--resume`` draws the same crops; on ``--resume`` the recorded seed is reused,
+    the recorded position of each finished image is kept, and other settings than the
+    earlier run's are refused before anything is written (the image files are not
+    replaced under a project that lists the earlier crops).
+    """
+    import secrets
+
+    from steinbock_like.runner import check_same_settings, read_previous_metadata
+
+    previous = read_previous_metadata(directories) if resume and not overwrite else {}
+    recorded = previous.get("parameters", {}) if isinstance(previous, dict) else {}
+    if seed is None:
+        seed = recorded.get("seed") if isinstance(recorded.get("seed"), int) else None
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    if recorded:
+        context = click.get_current_context()
+        check_same_settings(previous, {**context.params, "seed": seed}, directories)
+    plan = {}
+    for name, entry in previous.get("images", {}).items():
+        crop = (entry.get("info") or {}).get("crop") if isinstance(entry, dict) else None
+        if isinstance(crop, list) and len(crop) == 2:
+            plan[name] = (int(crop[0]), int(crop[1]))
+    return seed, plan
 
 
 def _parse_features(value: str):
