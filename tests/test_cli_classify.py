@@ -198,3 +198,49 @@ def test_prepare_resume_with_other_cropsize_or_seed_is_refused(tmp_path, capsys)
     assert after == before and _crops(tmp_path) == crops
     assert run(*args, "--resume") == 0  # the recorded seed is reused
     assert _crops(tmp_path) == crops
+
+
+# ------------------------------------------------------------------ native forest reuse
+
+
+def test_native_run_trains_once_and_retrains_when_labels_change(tmp_path, monkeypatch, capsys):
+    from steinbock_like.classify.ilastik import training
+    from steinbock_like.io import ilastik_project as ilp
+
+    fits = []
+    real_fit = training.fit_pixel_classifier
+    monkeypatch.setattr(
+        training, "fit_pixel_classifier", lambda *a, **k: fits.append(1) or real_fit(*a, **k)
+    )
+    data = ("--data", tmp_path)
+    assert run(*data, "example", "imc", ".", "--images", "2", "--size", "64", "--seed", "3") == 0
+    prepare = ("classify", "ilastik", "prepare", "--cropsize", "40", "--scale", "1", "--seed", "0")
+    assert run(*data, *prepare) == 0
+    assert run(*data, "example", "ilastik-labels", "--fraction", "0.3") == 0
+    native = (*data, "classify", "ilastik", "run", "--backend", "native")
+    project = tmp_path / "pixel_classifier.ilp"
+    assert not read_project(project).has_forests
+
+    assert run(*native) == 0, capsys.readouterr().err
+    assert len(fits) == 1
+    stored = read_project(project)
+    assert stored.has_forests and training.TRAINING_KEY_ATTR in stored.forest_attributes
+    first = read_probabilities(tmp_path / "ilastik_probabilities" / "example_001.tiff")
+
+    # --resume with every image done: no training, no loading
+    capsys.readouterr()
+    assert run(*native, "--resume") == 0
+    assert len(fits) == 1 and "reusing" not in capsys.readouterr().err
+    # a new run reuses the stored forest, with the same result
+    assert run(*native, "--overwrite") == 0
+    assert len(fits) == 1 and "reusing the forest" in capsys.readouterr().err
+    again = read_probabilities(tmp_path / "ilastik_probabilities" / "example_001.tiff")
+    assert np.array_equal(first, again)
+
+    # labels edited: trained again, and the new forest is stored
+    blocks = [b for b in stored.label_blocks if b.lane == 0]
+    edited = [ilp.LabelBlock(**{**b.__dict__, "data": np.zeros_like(b.data)}) for b in blocks[:1]]
+    ilp.write_label_blocks(project, {0: edited + blocks[1:]})
+    assert run(*native, "--overwrite") == 0
+    assert len(fits) == 2 and "labels changed" in capsys.readouterr().err
+    assert read_project(project).forest_attributes != stored.forest_attributes

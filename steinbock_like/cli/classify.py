@@ -396,11 +396,20 @@ def run_cmd(
         )
     else:
         from steinbock_like.classify.ilastik.training import load_or_train_pixel_classifier
+        from steinbock_like.io.outputs import output_is_readable
+        from steinbock_like.runner import check_outputs
 
-        # Trained once here, in the main process, with every core.
-        classifier = load_or_train_pixel_classifier(
-            project_path, retrain=retrain, n_jobs=threads_per_worker(1, threads)
+        skipped = check_outputs(
+            jobs, overwrite=overwrite, resume=resume, readable=output_is_readable
         )
+        if len(skipped) == len(jobs):
+            classifier = None  # nothing to classify: no forest loaded or trained
+        else:
+            # Trained once here, in the main process, with every core; stored in the
+            # project and reused until its labels change.
+            classifier = load_or_train_pixel_classifier(
+                project_path, retrain=retrain, n_jobs=threads_per_worker(1, threads)
+            )
         run_jobs(
             NativeClassifyTask(classifier, tile_size),
             jobs,
