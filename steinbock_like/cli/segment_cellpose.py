@@ -51,7 +51,9 @@ so memory stays bounded whatever the image size.
 """
 
 
-@click.command(name="cellpose", help=CELLPOSE_HELP)
+@click.command(
+    name="cellpose", help=CELLPOSE_HELP, short_help="Segment cells with Cellpose (3.x or 4.x)."
+)
 @click.option(
     "--model",
     "model",

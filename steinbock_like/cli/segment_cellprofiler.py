@@ -15,6 +15,7 @@ logger = logging.getLogger("steinbock_like")
 
 @click.group(
     name="cellprofiler",
+    short_help="Segment cells from pixel probabilities.",
     help="""Cell segmentation from pixel probabilities, CellProfiler's way.
 
     \b
