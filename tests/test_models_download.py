@@ -75,7 +75,8 @@ def test_get_cellpose_model_from_mirror_pins_and_is_found(server, cache, capsys)
     # the source now serves other bytes: the pin refuses them and keeps the good copy
     _serve(root, "cellpose/cyto3", WEIGHTS[:-1] + b"!")
     assert run("models", "get", "cyto3", "--force", "--mirror", url) == 1
-    assert "does not match" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "does not match" in error and "models.lock.json; remove its entry" in error
     assert target.read_bytes() == WEIGHTS
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".tmp-")]
 
