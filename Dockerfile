@@ -62,10 +62,9 @@ COPY steinbock_like /src/steinbock_like
 RUN /opt/venv/bin/python -m pip install --no-cache-dir "/src[all]" \
         "napari[pyside6]>=0.5" "jupyterlab>=4" "notebook>=7" "PySide6-Essentials>=6.5" \
     && rm -rf /src
-COPY docker/fetch_cellpose_models.py /tmp/fetch_cellpose_models.py
-RUN /opt/venv/bin/steinbock-like models get mesmer \
-    && /opt/venv/bin/python /tmp/fetch_cellpose_models.py \
-    && rm /tmp/fetch_cellpose_models.py \
+# The same command users run; Cellpose's networks land in $STEINBOCK_LIKE_MODELS/cellpose,
+# where 'segment cellpose' looks first (verified), with their pins in models.lock.json.
+RUN /opt/venv/bin/steinbock-like models get mesmer cyto3 cyto2 nuclei \
     && chmod -R a+rX /opt/models
 
 # ---------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # torch must be the CPU build on disk: install it before anything that pulls it in.
 if [[ ",$extras," == *",cellpose,"* || ",$extras," == *",all,"* ]]; then
-  "$venv/bin/python" -m pip install --quiet "torch==2.13.0"
+  "$venv/bin/python" -m pip install --quiet -c scripts/constraints.txt "torch==2.13.0"
 fi
 echo "== installing steinbock-like[$extras]"
-"$venv/bin/python" -m pip install --quiet -e ".[$extras]"
+# The same constraints whatever the extras (scripts/constraints.txt): an environment made
+# for the demo is not downgraded when the tests add their extras to it.
+"$venv/bin/python" -m pip install --quiet -c scripts/constraints.txt -e ".[$extras]"

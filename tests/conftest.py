@@ -6,7 +6,6 @@ reason where it is unset.
 """
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,25 +26,21 @@ def refdata() -> Path:
 
 
 def model_cache_dir() -> Path:
-    """``$STEINBOCK_LIKE_MODELS``, else a folder inside the test virtual environment."""
-    configured = os.environ.get("STEINBOCK_LIKE_MODELS")
-    return Path(configured) if configured else Path(sys.prefix) / "steinbock-like-models"
+    """The normal model cache (``$STEINBOCK_LIKE_MODELS`` or the user's cache), as the CLI uses."""
+    from steinbock_like.models import default_cache_dir
+
+    return default_cache_dir()
 
 
 @pytest.fixture(scope="session")
 def mesmer_model() -> Path:
-    """The Mesmer ONNX file from the model cache, obtained once per test environment.
+    """The Mesmer ONNX file from the normal model cache, fetched there once if absent.
 
-    Skipped where it is not cached, except in CI (``STEINBOCK_LIKE_REFDATA`` set):
-    there it is downloaded, and failing to get it fails the tests.
+    The same cache that ``steinbock-like models get mesmer`` (and the demo) fill, so a
+    model obtained once serves the CLI, the demo and the tests. Without network access
+    and without a cached copy the download fails and so do the tests that need it: the
+    model is something CI can always provide.
     """
     from steinbock_like import models
 
-    cache_dir = model_cache_dir()
-    cached = models.cached_model_path("mesmer", cache_dir)
-    if not cached.is_file() and not os.environ.get(REFDATA_ENV):
-        pytest.skip(
-            f"Mesmer model not cached in {cache_dir} (run 'steinbock-like models get mesmer' "
-            f"with STEINBOCK_LIKE_MODELS={cache_dir}); CI downloads it"
-        )
-    return models.get_mesmer_model(cache_dir)
+    return models.get_mesmer_model(model_cache_dir())

@@ -515,6 +515,7 @@ def test_cli_missing_model_is_one_line(tmp_path, monkeypatch, capsys):
     from steinbock_like.cli.main import main
 
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path / "models"))
+    monkeypatch.setenv("STEINBOCK_LIKE_MODELS", str(tmp_path / "cache"))
     monkeypatch.delenv("STEINBOCK_LIKE_DATA", raising=False)
     with pytest.raises(SystemExit) as exit_:
         main(["--data", str(tmp_path), "segment", "cellpose", "--model", "cyto3"])
@@ -522,7 +523,46 @@ def test_cli_missing_model_is_one_line(tmp_path, monkeypatch, capsys):
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0
     assert error.startswith("Error: Cellpose model 'cyto3' not found")
+    assert "run 'steinbock-like models get cyto3'" in error
     assert str(tmp_path / "models" / "cyto3") in error
+
+
+@pytest.mark.slow
+def test_models_get_over_http_then_segment(trained_model, imc_data, tmp_path, monkeypatch):
+    """A model the tests trained, served by a local HTTP server as a mirror of the cache:
+    'models get cyto3 --mirror URL' fetches and pins it, 'segment cellpose --model cyto3'
+    finds it in the cache (Cellpose's own folder is empty)."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    from cli_helpers import run
+
+    served = tmp_path / "served"
+    (served / "cellpose").mkdir(parents=True)
+    shutil.copy(trained_model, served / "cellpose" / "cyto3")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        monkeypatch.setenv("STEINBOCK_LIKE_MODELS", str(tmp_path / "cache"))
+        monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path / "empty"))
+        assert run("models", "get", "cyto3", "--mirror", url) == 0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    cached = tmp_path / "cache" / "cellpose" / "cyto3"
+    assert cached.read_bytes() == Path(trained_model).read_bytes()
+    data = tmp_path / "data"
+    shutil.copytree(imc_data, data)
+    assert run("--data", data, "segment", "cellpose", "--model", "cyto3", "-o", "masks_cp") == 0
+    metadata = json.loads((data / "masks_cp" / "run_metadata.json").read_text())
+    assert metadata["model"]["path"] == str(cached) and metadata["model"]["builtin"]
+    from steinbock_like.io.masks import read_mask
+
+    assert read_mask(data / "masks_cp" / "example_001.tiff").max() > 5
 
 
 def test_cli_rejects_minmax_with_zscore(tmp_path, trained_model_path_stub):

@@ -1,6 +1,5 @@
 """CellProfiler segmentation: pipeline text, native backend, real CellProfiler backend."""
 
-import os
 import stat
 import sys
 from pathlib import Path
@@ -37,14 +36,11 @@ def _object_f1(truth: np.ndarray, predicted: np.ndarray, min_iou: float = 0.5) -
 
 
 def _cellprofiler_python() -> Path | None:
-    candidates = [
-        os.environ.get(binary.CELLPROFILER_PYTHON_ENV),
-        REPO / ".venv-cellprofiler/bin/python",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return Path(candidate)
-    return None
+    """CellProfiler's interpreter, found as the CLI finds it (see locate_cellprofiler)."""
+    try:
+        return binary.find_cellprofiler_python()
+    except MissingToolError:
+        return None
 
 
 needs_cellprofiler = pytest.mark.skipif(

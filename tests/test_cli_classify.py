@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -143,3 +144,103 @@ def test_native_run_of_a_fixed_foreign_project_matches_real_ilastik(refdata, tmp
     metadata = json.loads((tmp_path / "ilastik_probabilities" / "run_metadata.json").read_text())
     assert metadata["parameters"]["backend"] == "native"
     assert metadata["versions"]["backend"] == "native"
+
+
+# ------------------------------------------------------------------ prepare --resume
+
+
+def _prepared(tmp_path, capsys, *extra):
+    data = ("--data", tmp_path)
+    assert run(*data, "example", "imc", ".", "--images", "4", "--size", "96", "--seed", "5") == 0
+    args = (*data, "classify", "ilastik", "prepare", "--cropsize", "40", "--scale", "1")
+    assert run(*args, *extra) == 0, capsys.readouterr().err
+    return args
+
+
+def _crops(tmp_path):
+    return sorted(p.name for p in (tmp_path / "ilastik_crops").glob("*.h5"))
+
+
+def test_prepare_resume_without_seed_follows_the_recorded_plan(tmp_path, capsys):
+    args = _prepared(tmp_path, capsys)
+    crops = _crops(tmp_path)
+    metadata = json.loads((tmp_path / "ilastik_crops" / "run_metadata.json").read_text())
+    assert isinstance(metadata["parameters"]["seed"], int)  # the drawn seed is recorded
+    # an interrupted run: two images not done yet
+    for name in crops[:2]:
+        (tmp_path / "ilastik_crops" / name).unlink()
+        (tmp_path / "ilastik_img" / f"{name.split('_x')[0]}.h5").unlink()
+    (tmp_path / "pixel_classifier.ilp").unlink()
+    assert run(*args, "--resume") == 0, capsys.readouterr().err
+    assert _crops(tmp_path) == crops  # the same crops, no orphans
+    assert len(crops) == 4
+    again = json.loads((tmp_path / "ilastik_crops" / "run_metadata.json").read_text())
+    assert again["parameters"]["seed"] == metadata["parameters"]["seed"]
+    assert again["summary"] == {"ok": 2, "skipped": 2, "failed": 0}
+    # a finished run resumed again redoes nothing and keeps the project
+    assert run(*args, "--resume") == 0
+    assert _crops(tmp_path) == crops
+    # the project written by the resumed run lists exactly these crops
+    lanes = read_project(tmp_path / "pixel_classifier.ilp").lanes
+    assert sorted(Path(lane.file_path).parent.name for lane in lanes) == crops
+
+
+def test_prepare_resume_with_other_cropsize_or_seed_is_refused(tmp_path, capsys):
+    args = _prepared(tmp_path, capsys, "--seed", "1")
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ilastik_img").glob("*.h5")}
+    crops = _crops(tmp_path)
+    capsys.readouterr()
+    assert run(*args[:-4], "--cropsize", "30", "--scale", "1", "--resume") == 1
+    assert "--cropsize 40" in capsys.readouterr().err
+    assert run(*args, "--seed", "2", "--resume") == 1
+    assert "--seed 1" in capsys.readouterr().err
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ilastik_img").glob("*.h5")}
+    assert after == before and _crops(tmp_path) == crops
+    assert run(*args, "--resume") == 0  # the recorded seed is reused
+    assert _crops(tmp_path) == crops
+
+
+# ------------------------------------------------------------------ native forest reuse
+
+
+def test_native_run_trains_once_and_retrains_when_labels_change(tmp_path, monkeypatch, capsys):
+    from steinbock_like.classify.ilastik import training
+    from steinbock_like.io import ilastik_project as ilp
+
+    fits = []
+    real_fit = training.fit_pixel_classifier
+    monkeypatch.setattr(
+        training, "fit_pixel_classifier", lambda *a, **k: fits.append(1) or real_fit(*a, **k)
+    )
+    data = ("--data", tmp_path)
+    assert run(*data, "example", "imc", ".", "--images", "2", "--size", "64", "--seed", "3") == 0
+    prepare = ("classify", "ilastik", "prepare", "--cropsize", "40", "--scale", "1", "--seed", "0")
+    assert run(*data, *prepare) == 0
+    assert run(*data, "example", "ilastik-labels", "--fraction", "0.3") == 0
+    native = (*data, "classify", "ilastik", "run", "--backend", "native")
+    project = tmp_path / "pixel_classifier.ilp"
+    assert not read_project(project).has_forests
+
+    assert run(*native) == 0, capsys.readouterr().err
+    assert len(fits) == 1
+    stored = read_project(project)
+    assert stored.has_forests and training.TRAINING_KEY_ATTR in stored.forest_attributes
+    first = read_probabilities(tmp_path / "ilastik_probabilities" / "example_001.tiff")
+
+    # --resume with every image done: no training, no loading
+    capsys.readouterr()
+    assert run(*native, "--resume") == 0
+    assert len(fits) == 1 and "reusing" not in capsys.readouterr().err
+    # a new run reuses the stored forest, with the same result
+    assert run(*native, "--overwrite") == 0
+    assert len(fits) == 1 and "reusing the forest" in capsys.readouterr().err
+    again = read_probabilities(tmp_path / "ilastik_probabilities" / "example_001.tiff")
+    assert np.array_equal(first, again)
+
+    # labels edited: trained again, and the new forest is stored
+    blocks = [b for b in stored.label_blocks if b.lane == 0]
+    edited = [ilp.LabelBlock(**{**b.__dict__, "data": np.zeros_like(b.data)}) for b in blocks[:1]]
+    ilp.write_label_blocks(project, {0: edited + blocks[1:]})
+    assert run(*native, "--overwrite") == 0
+    assert len(fits) == 2 and "labels changed" in capsys.readouterr().err
+    assert read_project(project).forest_attributes != stored.forest_attributes

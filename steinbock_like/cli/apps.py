@@ -139,18 +139,26 @@ def cellprofiler_cmd(app: AppContext, args: tuple[str, ...], **display) -> None:
     show_default=True,
     help="Panel CSV giving the channel names.",
 )
+@click.option(
+    "--masks",
+    "mask_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Another mask directory to show (repeatable; masks*/ directories are shown anyway).",
+)
 @click.argument("images", nargs=-1, type=click.UNPROCESSED)
 @pass_app
-def napari_cmd(app: AppContext, images: tuple[str, ...], panel_file: Path, **display) -> None:
+def napari_cmd(
+    app: AppContext, images: tuple[str, ...], panel_file: Path, mask_dirs, **display
+) -> None:
     """napari with IMAGES (names in img/ or paths): one layer per channel, named from the
     panel, and the masks of the same name (masks/, masks_nuclei/, ...) as label layers.
-
-    `--masks DIR` adds another mask directory.
     """
     from steinbock_like.apps.launchers import napari_command
 
     data_dir = app.data_dir.resolve()
-    _run(napari_command(images, data_dir, app.path(panel_file).resolve()), **display)
+    extra = [arg for mask_dir in mask_dirs for arg in ("--masks", str(app.path(mask_dir)))]
+    _run(napari_command([*images, *extra], data_dir, app.path(panel_file).resolve()), **display)
 
 
 def _jupyter(app: AppContext, args: tuple[str, ...], *, lab: bool) -> None:

@@ -73,5 +73,7 @@ def check_cmd(app: AppContext, panel_file: Path, img_dir: Path, mask_dirs: tuple
         layout.IMG if img_dir == Path(layout.IMG) else img_dir,
         len(images),
         panel_file,
-        f" and {len(mask_dirs)} mask directories" if mask_dirs else "",
+        f" and {len(mask_dirs)} mask director{'y' if len(mask_dirs) == 1 else 'ies'}"
+        if mask_dirs
+        else "",
     )

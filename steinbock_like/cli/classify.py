@@ -158,7 +158,11 @@ def prepare_cmd(
     if panel is None:
         logger.warning("%s not found: every image channel is used separately", panel_path)
     images = list_images(app.path(img_dir))
+    seed, recorded_plan = _resume_crop_plan(
+        [app.path(imgout), app.path(cropout)], seed, overwrite=overwrite, resume=resume
+    )
     plan = crop_plan(images, scale=scale, cropsize=cropsize, seed=seed)
+    plan.update({name: pos for name, pos in recorded_plan.items() if name in plan})
     jobs = []
     for path in images:
         name = image_name(path)
@@ -175,8 +179,15 @@ def prepare_cmd(
         workers=workers,
         overwrite=overwrite,
         resume=resume,
+        resolved={"seed": seed},
     )
     if not write_project:
+        logger.info(
+            "kept %s; images in %s, crops in %s",
+            project_path,
+            app.path(imgout),
+            app.path(cropout),
+        )
         return
     crops = [job.outputs["crop"] for job in jobs if "crop" in job.outputs]
     lanes = [lane_for_crop(c, project_path, read_ilastik_crop(c).shape) for c in crops]
@@ -193,6 +204,36 @@ def prepare_cmd(
         app.path(imgout),
         app.path(cropout),
     )
+
+
+def _resume_crop_plan(directories, seed, *, overwrite: bool, resume: bool):
+    """The seed to draw crops with and the crop positions an earlier run recorded.
+
+    Without ``--seed`` a seed is drawn and recorded (run_metadata.json), so that
+    ``--resume`` draws the same crops; on ``--resume`` the recorded seed is reused,
+    the recorded position of each finished image is kept, and other settings than the
+    earlier run's are refused before anything is written (the image files are not
+    replaced under a project that lists the earlier crops).
+    """
+    import secrets
+
+    from steinbock_like.runner import check_same_settings, read_previous_metadata
+
+    previous = read_previous_metadata(directories) if resume and not overwrite else {}
+    recorded = previous.get("parameters", {}) if isinstance(previous, dict) else {}
+    if seed is None:
+        seed = recorded.get("seed") if isinstance(recorded.get("seed"), int) else None
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    if recorded:
+        context = click.get_current_context()
+        check_same_settings(previous, {**context.params, "seed": seed}, directories)
+    plan = {}
+    for name, entry in previous.get("images", {}).items():
+        crop = (entry.get("info") or {}).get("crop") if isinstance(entry, dict) else None
+        if isinstance(crop, list) and len(crop) == 2:
+            plan[name] = (int(crop[0]), int(crop[1]))
+    return seed, plan
 
 
 def _parse_features(value: str):
@@ -276,7 +317,8 @@ def fix_cmd(app: AppContext, project_file, crop_dir, axes, backup):
     "--ilastik",
     "ilastik_binary",
     default=None,
-    help="ilastik launcher [env: ILASTIK_BINARY; default: /opt/ilastik/run_ilastik.sh].",
+    help="ilastik launcher [env: ILASTIK_BINARY; default: found on PATH or in the container, "
+    "see 'steinbock-like doctor'].",
 )
 @path_option("--ilp", "project_file", default=layout.ILASTIK_PROJECT, help="Trained project.")
 @path_option("--img", "img_dir", default=layout.ILASTIK_IMG, help="ilastik images (HDF5).")
@@ -354,11 +396,20 @@ def run_cmd(
         )
     else:
         from steinbock_like.classify.ilastik.training import load_or_train_pixel_classifier
+        from steinbock_like.io.outputs import output_is_readable
+        from steinbock_like.runner import check_outputs
 
-        # Trained once here, in the main process, with every core.
-        classifier = load_or_train_pixel_classifier(
-            project_path, retrain=retrain, n_jobs=threads_per_worker(1, threads)
+        skipped = check_outputs(
+            jobs, overwrite=overwrite, resume=resume, readable=output_is_readable
         )
+        if len(skipped) == len(jobs):
+            classifier = None  # nothing to classify: no forest loaded or trained
+        else:
+            # Trained once here, in the main process, with every core; stored in the
+            # project and reused until its labels change.
+            classifier = load_or_train_pixel_classifier(
+                project_path, retrain=retrain, n_jobs=threads_per_worker(1, threads)
+            )
         run_jobs(
             NativeClassifyTask(classifier, tile_size),
             jobs,

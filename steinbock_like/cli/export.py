@@ -417,6 +417,7 @@ def heatmap_cmd(app, cells_file, panel_file, by, max_cells, order, output, overw
 
 @export_group.command(
     name="ome-zarr",
+    short_help="Export images (and masks) as OME-Zarr.",
     help="""Export images (and their masks) as OME-Zarr, one store per image.
 
     Writes <name>.ome.zarr: the image (channel names <channel>_<name> from the
@@ -459,6 +460,7 @@ def ome_zarr_cmd(app, img_dir, mask_dir, panel_file, zarr_dir, workers, overwrit
 
 @export_group.command(
     name="spatialdata",
+    short_help="Export everything as one SpatialData store.",
     help="""Export images, masks and the cell table as one SpatialData zarr store.
 
     Elements: each image as '<name>', its mask as labels '<name>_masks', and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -11,9 +12,12 @@ import click
 
 from steinbock_like import __version__
 from steinbock_like.cli.options import AppContext
-from steinbock_like.errors import SteinbockLikeError, describe_error
+from steinbock_like.errors import InputError, SteinbockLikeError, describe_error
 
 logger = logging.getLogger("steinbock_like")
+
+#: Commands that do not read the data directory (``example`` creates it).
+COMMANDS_WITHOUT_DATA = ("example", "models", "doctor")
 
 HELP = """Segment multiplexed tissue images (IMC, CODEX, IF, IHC).
 
@@ -49,6 +53,8 @@ def cli(ctx: click.Context, data_dir: Path, verbose: int, quiet: bool, debug: bo
     level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 or debug else logging.INFO
     _configure_logging(level)
     ctx.obj = AppContext(data_dir=data_dir, debug=debug)
+    if ctx.invoked_subcommand not in COMMANDS_WITHOUT_DATA and not data_dir.is_dir():
+        raise InputError(data_dir, "data directory not found (--data / STEINBOCK_LIKE_DATA)")
 
 
 def _configure_logging(level: int) -> None:
@@ -68,6 +74,7 @@ def _register_commands() -> None:
     from steinbock_like.cli.apps import apps_group
     from steinbock_like.cli.check import check_cmd
     from steinbock_like.cli.classify import classify_group
+    from steinbock_like.cli.doctor import doctor_cmd
     from steinbock_like.cli.evaluate import evaluate_cmd
     from steinbock_like.cli.example import example_group
     from steinbock_like.cli.export import export_group
@@ -88,9 +95,28 @@ def _register_commands() -> None:
     cli.add_command(models_group)
     cli.add_command(export_group)
     cli.add_command(measure_group)
+    cli.add_command(doctor_cmd)
 
 
 _register_commands()
+
+
+def _first_sentences(group: click.Group) -> None:
+    """Give every command whose help has no short form its first sentence, whole.
+
+    Click otherwise cuts the summary in a group's command list at about 45
+    characters, mid-phrase ("Check that a dataset's files are consistent, without...").
+    """
+    for command in group.commands.values():
+        if not command.short_help and command.help:
+            paragraph = " ".join(command.help.strip().split("\n\n")[0].split())
+            sentence = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", paragraph)[0].rstrip(".")
+            command.short_help = f"{sentence}."
+        if isinstance(command, click.Group):
+            _first_sentences(command)
+
+
+_first_sentences(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,6 @@ import click
 
 from steinbock_like import layout
 from steinbock_like.cli.options import AppContext, pass_app, path_option, run_jobs, runner_options
-from steinbock_like.repair import METRIC_NAMES
 
 logger = logging.getLogger("steinbock_like")
 
@@ -85,7 +84,7 @@ def repair_cmd(
     resume: bool,
 ) -> None:
     from steinbock_like.io.pairs import match_by_name
-    from steinbock_like.repair import summarize_metrics
+    from steinbock_like.repair import METRIC_NAMES, summarize_metrics
     from steinbock_like.runner import RunTable, jobs_for
     from steinbock_like.tasks.repair import RepairTask
 

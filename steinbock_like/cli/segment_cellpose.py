@@ -39,10 +39,11 @@ With --tissue-masks DIR (binary masks NAME.tiff of the region of interest, same
 size as the image) only the tissue's bounding box is segmented and objects
 outside the tissue are removed; masks stay in full-image coordinates.
 
-Models are never downloaded. A name (cyto3, cyto2, cyto, nuclei with Cellpose
-3; cpsam with Cellpose 4; or a user model's file name) is looked up in
-Cellpose's model directory ($CELLPOSE_LOCAL_MODELS_PATH, else
-~/.cellpose/models); --model PATH loads a custom model. The model, its SHA-256
+Models are never downloaded here: get them once with 'steinbock-like models
+get cyto3' (cyto3, cyto2, cyto, nuclei with Cellpose 3; cpsam with Cellpose 4).
+A name is looked up in the model cache (verified), then in Cellpose's model
+directory ($CELLPOSE_LOCAL_MODELS_PATH, else ~/.cellpose/models; also a user
+model's file name); --model PATH loads a custom model. The model, its SHA-256
 and the Cellpose version go into run_metadata.json.
 
 Images larger than --block-size are segmented block by block with
@@ -51,7 +52,9 @@ so memory stays bounded whatever the image size.
 """
 
 
-@click.command(name="cellpose", help=CELLPOSE_HELP)
+@click.command(
+    name="cellpose", help=CELLPOSE_HELP, short_help="Segment cells with Cellpose (3.x or 4.x)."
+)
 @click.option(
     "--model",
     "model",

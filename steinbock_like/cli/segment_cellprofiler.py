@@ -15,6 +15,7 @@ logger = logging.getLogger("steinbock_like")
 
 @click.group(
     name="cellprofiler",
+    short_help="Segment cells from pixel probabilities.",
     help="""Cell segmentation from pixel probabilities, CellProfiler's way.
 
     \b
@@ -123,8 +124,9 @@ def prepare_cmd(
     "--python",
     "python",
     default=None,
-    help="CellProfiler's interpreter [env: CELLPROFILER_PYTHON; default: "
-    "/opt/cellprofiler-venv/bin/python].",
+    help="CellProfiler's interpreter [env: CELLPROFILER_PYTHON; default: found where "
+    "scripts/install_cellprofiler.sh puts it, on PATH or in the container, see "
+    "'steinbock-like doctor'].",
 )
 @click.option(
     "--plugins-directory",

@@ -25,6 +25,7 @@ TYPES = {"whole-cell": "whole-cell", "nuclear": "nuclear", "both": "both"}
 
 @click.command(
     name="mesmer",
+    short_help="Segment cells (and nuclei) with Mesmer.",
     help="""Segment cells (and nuclei) with Mesmer, the deepcell model, on ONNX Runtime.
 
     Two input channels come from the panel's 'deepcell' column: group 1 =

@@ -142,6 +142,7 @@ class IlastikProject:
     export: dict = field(default_factory=dict)
     forest_names: list[str] = field(default_factory=list)
     feature_names: list[str] | None = None  # ClassifierForests/feature_names
+    forest_attributes: dict = field(default_factory=dict)  # attributes of ClassifierForests
     pickled_type: str = ""
 
     @property
@@ -200,6 +201,10 @@ def read_project(path: str | Path) -> IlastikProject:
                 project.feature_names = [_text(n) for n in forests["feature_names"][()]]
             if "pickled_type" in forests:
                 project.pickled_type = _text(forests["pickled_type"][()])
+            project.forest_attributes = {
+                key: _text(value) if isinstance(value, bytes | str) else value
+                for key, value in forests.attrs.items()
+            }
     return project
 
 
@@ -491,8 +496,13 @@ class ForestRecord:
     num_features: int
 
 
-def write_forests(path: str | Path, forests: Sequence[ForestRecord], feature_names) -> None:
-    """Store vigra forests in a project, replacing any stored classifier, atomically."""
+def write_forests(
+    path: str | Path, forests: Sequence[ForestRecord], feature_names, attributes=None
+) -> None:
+    """Store vigra forests in a project, replacing any stored classifier, atomically.
+
+    ``attributes`` (str values) are set on the ``ClassifierForests`` group.
+    """
     path = Path(path)
     with _edit_copy(path) as file:
         if FORESTS in file:
@@ -509,6 +519,8 @@ def write_forests(path: str | Path, forests: Sequence[ForestRecord], feature_nam
         group["feature_names"] = np.array([n.encode() for n in feature_names])
         group["known_labels"] = np.asarray(forests[0].labels if forests else [], dtype=np.uint32)
         group["pickled_type"] = np.array(VIGRA_PICKLED_TYPE, dtype=object)
+        for key, value in (attributes or {}).items():
+            group.attrs[key] = str(value)
 
 
 def _write_forest_params(forest: h5py.Group, labels, num_features: int, num_trees: int) -> None:

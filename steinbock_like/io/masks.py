@@ -60,5 +60,5 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
         raise ValueError("a mask must not hold negative IDs")
     dtype = mask_dtype(mask)
     if dtype == np.uint32:
-        logger.warning("%s: more than 65535 objects, written as uint32", Path(path).name)
+        logger.warning("%s: more than 65535 objects, written as uint32", Path(path))
     write_tiff(path, mask.astype(dtype, copy=False))

@@ -50,7 +50,11 @@ class MesmerTask:
         )
         del image
         masks = self._segmenter.segment(
-            nuclear, membrane, pixel_size_um=self.pixel_size_um, compartment=self.compartment
+            nuclear,
+            membrane,
+            pixel_size_um=self.pixel_size_um,
+            compartment=self.compartment,
+            label=job.name,
         )
         info = {}
         for key, compartment in (("cells", "whole-cell"), ("nuclei", "nuclear")):

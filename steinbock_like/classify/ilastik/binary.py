@@ -34,22 +34,55 @@ MEMORY_ENV = "LAZYFLOW_TOTAL_RAM_MB"
 OUTPUT_SUFFIX = ".tiff"
 
 
-def find_ilastik_binary(binary: str | Path | None = None) -> Path:
-    """The ilastik launcher: ``binary``, else ``$ILASTIK_BINARY``, else the default path.
+def locate_ilastik(binary: str | Path | None = None):
+    """Find the ilastik launcher; returns a :class:`~steinbock_like.tools.Candidate`.
+
+    Tried in order: ``binary`` (``--ilastik``), ``$ILASTIK_BINARY``, ``run_ilastik.sh``
+    or ``ilastik`` on PATH, ``ilastik*/run_ilastik.sh`` in the checkout or the current
+    directory, and the container's ``/opt/ilastik/run_ilastik.sh``.
 
     Raises
     ------
     MissingToolError
-        If it is not an executable file; the message names the native backend.
+        If none is an executable file; the message names the native backend.
     """
-    chosen = binary or os.environ.get(BINARY_ENV) or DEFAULT_BINARY
-    path = Path(chosen)
-    if not path.is_file() or not os.access(path, os.X_OK):
+    from steinbock_like.tools import (
+        Candidate,
+        checkout_roots,
+        describe_tried,
+        first_found,
+        is_executable,
+        which,
+    )
+
+    explicit = binary or os.environ.get(BINARY_ENV)
+    candidates = [
+        Candidate(Path(binary) if binary else None, "--ilastik"),
+        Candidate(
+            Path(os.environ[BINARY_ENV]) if os.environ.get(BINARY_ENV) else None, f"${BINARY_ENV}"
+        ),
+    ]
+    if not explicit:
+        candidates += [Candidate(which(name), "PATH") for name in ("run_ilastik.sh", "ilastik")]
+        for root in checkout_roots():
+            candidates += [
+                Candidate(path, "checkout") for path in sorted(root.glob("ilastik*/run_ilastik.sh"))
+            ]
+        candidates.append(Candidate(Path(DEFAULT_BINARY), "container"))
+    found, tried = first_found(candidates, is_executable)
+    if found is None:
         raise MissingToolError(
-            f"ilastik not found at {path} (set --ilastik or {BINARY_ENV}); without ilastik, "
-            "use the native backend: classify ilastik run --backend native"
+            f"ilastik not found (tried {describe_tried(tried)}; set --ilastik or {BINARY_ENV}); "
+            "without ilastik, use the native backend: classify ilastik run --backend native"
         )
-    return path
+    return found
+
+
+def find_ilastik_binary(binary: str | Path | None = None) -> Path:
+    """The ilastik launcher (see :func:`locate_ilastik`)."""
+    found = locate_ilastik(binary)
+    logger.debug("ilastik: %s (%s)", found.path, found.source)
+    return found.path
 
 
 def ilastik_arguments(

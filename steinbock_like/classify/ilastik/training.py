@@ -39,6 +39,9 @@ DEFAULT_NUM_TREES = 100
 DEFAULT_SEED = 123
 #: Trees per stored forest: ilastik trains one forest per thread (8 by default).
 STORED_FORESTS = 8
+#: Attribute of ClassifierForests holding the fingerprint of the labels a forest was
+#: trained on here (see :func:`training_key`).
+TRAINING_KEY_ATTR = "steinbock_like_training_key"
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,10 +349,52 @@ def train_pixel_classifier(
     )
 
 
+def training_key(
+    project: ilp.IlastikProject, *, num_trees: int = DEFAULT_NUM_TREES, seed: int = DEFAULT_SEED
+) -> str:
+    """A fingerprint of what a forest trained on ``project`` depends on.
+
+    SHA-256 over the label names, the feature selection, the lanes' crop paths, every
+    label block (lane, slice and values) and the training settings: it changes when
+    the labels are edited and stays the same otherwise.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+
+    def add(*parts) -> None:
+        for part in parts:
+            if isinstance(part, np.ndarray):
+                digest.update(str((part.dtype.str, part.shape)).encode())
+                digest.update(np.ascontiguousarray(part).tobytes())
+            else:
+                digest.update(repr(part).encode())
+            digest.update(b"\0")
+
+    add("training-v1", num_trees, seed, list(project.labels))
+    add(list(project.feature_ids), list(project.scales), bool(project.compute_in_2d))
+    if project.selection is not None:
+        add(np.asarray(project.selection, dtype=bool))
+    add([lane.file_path if lane is not None else None for lane in project.lanes])
+    for block in sorted(project.label_blocks, key=lambda b: (b.lane, b.name)):
+        add(block.lane, block.name, block.block_slice, np.asarray(block.data))
+    return digest.hexdigest()
+
+
 def load_or_train_pixel_classifier(
-    ilp_path: str | Path, *, retrain: bool = False, seed: int = DEFAULT_SEED, n_jobs: int = 1
+    ilp_path: str | Path,
+    *,
+    retrain: bool = False,
+    seed: int = DEFAULT_SEED,
+    n_jobs: int = 1,
+    store: bool = True,
 ) -> PixelClassifier:
-    """The project's stored classifier, or one trained on its labels when it has none.
+    """The project's stored classifier, or one trained on its labels (and stored).
+
+    A forest trained here is stored in the project (atomically) with a fingerprint of
+    its labels (:func:`training_key`, attribute ``TRAINING_KEY_ATTR``), and reused by
+    later runs until the labels or the feature selection change. A forest trained by
+    ilastik (no fingerprint) is always used as it is, and never replaced.
 
     Parameters
     ----------
@@ -359,20 +404,46 @@ def load_or_train_pixel_classifier(
         Train on the labels even when a trained forest is stored.
     seed, n_jobs
         Training settings (see :func:`train_pixel_classifier`).
+    store : bool
+        Store a newly trained forest in the project.
     """
     ilp_path = Path(ilp_path)
-    if not retrain:
-        if ilp.read_project(ilp_path).has_forests:
+    project = ilp.read_project(ilp_path)
+    stored_key = project.forest_attributes.get(TRAINING_KEY_ATTR) if project.has_forests else None
+    key = training_key(project, seed=seed) if project.has_labels else None
+    if not retrain and project.has_forests:
+        if stored_key is None:
             return load_pixel_classifier(ilp_path)
+        if stored_key == key:
+            logger.info("%s: reusing the forest trained on these labels", ilp_path)
+            return load_pixel_classifier(ilp_path)
+        logger.info("%s: the labels changed since the forest was trained; training again", ilp_path)
+    elif not retrain:
         logger.info("%s: no trained classifier stored; training one on its labels", ilp_path)
-    return train_pixel_classifier(ilp_path, seed=seed, n_jobs=n_jobs)
+    classifier = train_pixel_classifier(ilp_path, seed=seed, n_jobs=n_jobs)
+    if store and key is not None and (stored_key is not None or not project.has_forests):
+        try:
+            store_pixel_classifier(ilp_path, classifier, attributes={TRAINING_KEY_ATTR: key})
+        except OSError as error:
+            logger.warning(
+                "%s: could not store the trained forest (%s); it will be trained again",
+                ilp_path,
+                error,
+            )
+        else:
+            logger.info("%s: trained forest stored for later runs", ilp_path)
+    elif store and project.has_forests:
+        logger.info("%s: the forest trained by ilastik is left in the project", ilp_path)
+    return classifier
 
 
 # --------------------------------------------------------------------------------------------
 # Storing a classifier in a project
 
 
-def store_pixel_classifier(ilp_path: str | Path, classifier: PixelClassifier) -> None:
+def store_pixel_classifier(
+    ilp_path: str | Path, classifier: PixelClassifier, attributes: dict | None = None
+) -> None:
     """Write the classifier's forests into the project in vigra's format, replacing any stored.
 
     The trees are split into up to 8 forests as ilastik does; since every leaf holds a class
@@ -390,4 +461,4 @@ def store_pixel_classifier(ilp_path: str | Path, classifier: PixelClassifier) ->
         )
         for part in parts
     ]
-    ilp.write_forests(ilp_path, records, classifier.feature_names())
+    ilp.write_forests(ilp_path, records, classifier.feature_names(), attributes)

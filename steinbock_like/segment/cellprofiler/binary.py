@@ -26,31 +26,65 @@ logger = logging.getLogger(__name__)
 
 CELLPROFILER_PYTHON_ENV = "CELLPROFILER_PYTHON"
 DEFAULT_CELLPROFILER_PYTHON = "/opt/cellprofiler-venv/bin/python"
+LOCAL_VENV = ".venv-cellprofiler"
 MASK_SUFFIX = ".tiff"
 
 
-def find_cellprofiler_python(python: str | os.PathLike | None = None) -> Path:
-    """The interpreter that has CellProfiler: argument, else $CELLPROFILER_PYTHON, else default.
+def locate_cellprofiler(python: str | os.PathLike | None = None):
+    """Find CellProfiler's interpreter; returns a :class:`~steinbock_like.tools.Candidate`.
+
+    Tried in order: ``python`` (``--python``), ``$CELLPROFILER_PYTHON``,
+    ``.venv-cellprofiler/bin/python`` of the checkout or the current directory (where
+    ``scripts/install_cellprofiler.sh`` installs it), the interpreter of a
+    ``cellprofiler`` command on PATH, and the container's
+    ``/opt/cellprofiler-venv/bin/python``.
 
     Raises
     ------
     MissingToolError
-        If that interpreter does not exist.
+        If none exists; one line naming every place tried and how to install it.
     """
-    if python is not None:
-        source = "--python"
-    elif os.environ.get(CELLPROFILER_PYTHON_ENV):
-        python, source = os.environ[CELLPROFILER_PYTHON_ENV], f"${CELLPROFILER_PYTHON_ENV}"
-    else:
-        python, source = DEFAULT_CELLPROFILER_PYTHON, "default"
-    path = Path(python)
-    if not path.exists():
+    from steinbock_like.tools import (
+        Candidate,
+        checkout_roots,
+        describe_tried,
+        first_found,
+        script_interpreter,
+        which,
+    )
+
+    on_path = which("cellprofiler")
+    candidates = [
+        Candidate(Path(python) if python is not None else None, "--python"),
+        Candidate(
+            Path(os.environ[CELLPROFILER_PYTHON_ENV])
+            if os.environ.get(CELLPROFILER_PYTHON_ENV)
+            else None,
+            f"${CELLPROFILER_PYTHON_ENV}",
+        ),
+        *(
+            Candidate(root / LOCAL_VENV / "bin" / "python", "scripts/install_cellprofiler.sh")
+            for root in checkout_roots()
+        ),
+        Candidate(script_interpreter(on_path) if on_path else None, f"PATH ({on_path})"),
+        Candidate(Path(DEFAULT_CELLPROFILER_PYTHON), "container"),
+    ]
+    explicit = python is not None or bool(os.environ.get(CELLPROFILER_PYTHON_ENV))
+    found, tried = first_found(candidates[:2] if explicit else candidates, Path.exists)
+    if found is None:
         raise MissingToolError(
-            f"CellProfiler's Python interpreter {path} ({source}) does not exist: install "
-            "CellProfiler with scripts/install_cellprofiler.sh and set "
-            f"{CELLPROFILER_PYTHON_ENV}, or use --backend native"
+            f"CellProfiler not found (tried {describe_tried(tried)}): install it with "
+            f"'bash scripts/install_cellprofiler.sh', set {CELLPROFILER_PYTHON_ENV}, "
+            "or use --backend native"
         )
-    return path
+    return found
+
+
+def find_cellprofiler_python(python: str | os.PathLike | None = None) -> Path:
+    """The interpreter that has CellProfiler (see :func:`locate_cellprofiler`)."""
+    found = locate_cellprofiler(python)
+    logger.debug("CellProfiler: %s (%s)", found.path, found.source)
+    return found.path
 
 
 def cellprofiler_command(

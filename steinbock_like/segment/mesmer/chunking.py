@@ -114,6 +114,7 @@ def segment_in_chunks(
     chunk_size: int,
     margin: int,
     align: int = 1,
+    label: str = "",
 ) -> dict[str, np.ndarray]:
     """Run ``segment_region`` on overlapping chunks and stitch its label images.
 
@@ -130,6 +131,8 @@ def segment_in_chunks(
         Overlap on each side in pixels; should exceed the largest object.
     align : int
         Outer boxes start at multiples of this (see :func:`plan_chunks`).
+    label : str
+        What the progress lines name (the image).
 
     Returns
     -------
@@ -140,7 +143,9 @@ def segment_in_chunks(
     next_labels: dict[str, int] = {}
     chunks = plan_chunks(shape, chunk_size, margin, align)
     for number, chunk in enumerate(chunks, start=1):
-        logger.info("chunk %d/%d: %s", number, len(chunks), chunk.outer)
+        logger.info(
+            "%schunk %d/%d: %s", f"{label}: " if label else "", number, len(chunks), chunk.outer
+        )
         results = segment_region(chunk.outer_slices)
         for name, labels in results.items():
             if name not in outputs:

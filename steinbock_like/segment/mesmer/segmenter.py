@@ -122,6 +122,7 @@ class MesmerSegmenter:
         pixel_size_um: float = 1.0,
         compartment: str = "whole-cell",
         chunk_size: int | None = None,
+        label: str = "",
     ) -> dict[str, np.ndarray]:
         """Segment one image.
 
@@ -135,6 +136,8 @@ class MesmerSegmenter:
             What to segment.
         chunk_size : int, optional
             Override the segmenter's chunk size for this image.
+        label : str
+            The image's name, for the chunk progress lines.
 
         Returns
         -------
@@ -164,6 +167,7 @@ class MesmerSegmenter:
                 chunk_size=chunk_size,
                 margin=margin,
                 align=max(1, round(CLAHE_KERNEL_SIZE / scale)),
+                label=label,
             )
         return {name: _as_mask_dtype(mask) for name, mask in masks.items()}
 
