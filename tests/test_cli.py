@@ -155,3 +155,13 @@ def test_evaluate_scores_masks_against_the_truth(tmp_path, capsys):
     assert (row["reference_objects"], row["objects"], row["true_positives"]) == (3, 3, 1)
     assert row["f1"] == pytest.approx(2 / 6) and row["average_precision"] == pytest.approx(1 / 5)
     assert "mean F1 0.333" in err
+
+
+def test_evaluate_writes_no_table_when_every_image_fails(tmp_path, capsys):
+    (tmp_path / "masks_truth").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks_truth" / "a.tiff").write_bytes(b"not a tiff")
+    (tmp_path / "masks" / "a.tiff").write_bytes(b"not a tiff")
+    code, _, err = run_cli(capsys, "--data", str(tmp_path), "evaluate")
+    assert code == 1 and "a.tiff" in err
+    assert not (tmp_path / "evaluation.csv").exists()

@@ -134,7 +134,11 @@ def run_batch(
 
 
 def write_run_table(table: RunTable, summary: BatchSummary) -> None:
-    """Write the per-run table: one row per image with figures (done now or earlier)."""
+    """Write the per-run table: one row per image with figures (done now or earlier).
+
+    Nothing is written when no image has figures (every image failed), so that a rerun
+    is not refused for a table that holds nothing.
+    """
     import pandas as pd
 
     from steinbock_like.io.tables import write_table
@@ -144,6 +148,8 @@ def write_run_table(table: RunTable, summary: BatchSummary) -> None:
         for result in summary.results
         if result.info and result.status in ("ok", "skipped")
     }
+    if not rows:
+        return
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(table.columns))
     frame.index.name = table.index
     write_table(table.path, frame.sort_index())

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +122,8 @@ class RunRecorder:
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:
     """Installed versions of ``names`` plus Python and steinbock-like."""
+    from importlib import metadata as importlib_metadata  # slow to import: only when used
+
     from steinbock_like import __version__
 
     versions = {"steinbock-like": __version__, "python": platform.python_version()}
