@@ -88,6 +88,14 @@ def _register_commands() -> None:
     cli.add_command(models_group)
     cli.add_command(export_group)
     cli.add_command(measure_group)
+    from steinbock_like.cli.utils import utils_group
+    from steinbock_like.cli.view import view_cmd
+
+    cli.add_command(utils_group)
+    cli.add_command(view_cmd)
+    from steinbock_like.cli.steinbock_compat import apply_steinbock_names
+
+    apply_steinbock_names(cli)
 
 
 _register_commands()

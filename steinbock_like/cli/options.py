@@ -20,6 +20,9 @@ from steinbock_like.runner import BatchSummary, Job, LocalExecutor, run_batch
 
 logger = logging.getLogger("steinbock_like")
 
+#: set to 1 to turn on ``--overwrite`` for every command (steinbock scripts rerun in place)
+OVERWRITE_ENVVAR = "STEINBOCK_LIKE_OVERWRITE"
+
 
 @dataclass
 class AppContext:
@@ -69,7 +72,9 @@ def runner_options(function):
     @click.option(
         "--overwrite",
         is_flag=True,
-        help="Replace existing output files (by default existing outputs are an error).",
+        envvar=OVERWRITE_ENVVAR,
+        help="Replace existing output files (by default existing outputs are an error) "
+        f"[env: {OVERWRITE_ENVVAR}=1].",
     )
     @click.option(
         "--resume",
@@ -104,6 +109,8 @@ def run_jobs(
     :class:`LocalExecutor` with ``workers`` processes.
     """
     context = click.get_current_context(silent=True)
+    if resume and overwrite and context and _from_environment(context, "overwrite"):
+        overwrite = False  # an explicit --resume wins over the environment's overwrite
     if parameters is None:
         parameters = dict(context.params) if context else {}
     parameters = {**parameters, **(resolved or {})}
@@ -129,3 +136,7 @@ def run_jobs(
             f"(first: {first.name}: {first.error}); see run_metadata.json"
         )
     return summary
+
+
+def _from_environment(context: click.Context, name: str) -> bool:
+    return context.get_parameter_source(name) is click.core.ParameterSource.ENVIRONMENT
