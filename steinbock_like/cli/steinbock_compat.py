@@ -160,6 +160,12 @@ NOTES = (
     "`segment mesmer` is the same with our option names (`--type both`, `--chunk-size`).",
     "`classify ilastik run` and `segment cellprofiler run` use ilastik and CellProfiler "
     "where installed and our native implementations otherwise (`--backend`).",
+    "`segment mesmer --type nuclear -o DIR` writes the nuclear masks to DIR, as steinbock's "
+    "`segment deepcell` does (`--nuclei-out` names it explicitly).",
+    "`measure cellprofiler prepare|run` (steinbock's legacy route) are not implemented: they "
+    "stop with one line; `measure intensities|regionprops|neighbors` give the measurements.",
+    "`view IMAGE` opens napari as `apps napari` does; `--pixelsize` is accepted but layers "
+    "are shown in pixels.",
 )
 
 
@@ -295,8 +301,7 @@ def migration_markdown() -> str:
         )
     lines += [
         "",
-        "Every command also takes `-v/--verbosity LVL` "
-        f"({', '.join(VERBOSITY_LEVELS)}).",
+        f"Every command also takes `-v/--verbosity LVL` ({', '.join(VERBOSITY_LEVELS)}).",
         "",
     ]
     return "\n".join(lines)

@@ -67,7 +67,6 @@ def expand_cmd(app: AppContext, masks, distance, out_dir, workers, overwrite, re
 def match_cmd(app: AppContext, masks1, masks2, out_dir, workers, overwrite, resume):
     from steinbock_like.io.pairs import match_by_name
     from steinbock_like.runner import Job, jobs_for
-
     from steinbock_like.tasks.utils import MatchTask
 
     path1, path2 = app.path(masks1), app.path(masks2)

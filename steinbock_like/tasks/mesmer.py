@@ -36,7 +36,10 @@ class MesmerTask:
             self.model_path,
             threads=self.threads,
             chunk_size=self.chunk_size,
-            **{f"{name.replace('-', '_')}_params": value for name, value in (self.postprocess or {}).items()},
+            **{
+                f"{name.replace('-', '_')}_params": value
+                for name, value in (self.postprocess or {}).items()
+            },
         )
 
     def __call__(self, job: Job) -> dict:
