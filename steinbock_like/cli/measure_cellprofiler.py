@@ -36,7 +36,15 @@ def _require_cellprofiler(python: str | None) -> None:
     from steinbock_like.errors import MissingToolError
     from steinbock_like.segment.cellprofiler.binary import find_cellprofiler_python
 
-    find_cellprofiler_python(python)  # one line naming what to install where it is missing
+    try:
+        find_cellprofiler_python(python)
+    except MissingToolError as error:
+        interpreter = python or "$CELLPROFILER_PYTHON or /opt/cellprofiler-venv/bin/python"
+        raise MissingToolError(
+            f"measure cellprofiler needs CellProfiler 4 ({interpreter} not found): install it "
+            "with scripts/install_cellprofiler.sh and set CELLPROFILER_PYTHON, or use "
+            "'measure intensities|regionprops|neighbors'"
+        ) from error
     raise MissingToolError(NOT_YET)
 
 
