@@ -50,7 +50,5 @@ def test_measure_cellprofiler_names_what_is_missing(tmp_path, monkeypatch, capsy
         assert err.startswith("Error: measure cellprofiler needs CellProfiler 4")
         assert str(missing) in err and err.count("\n") == 1
     # CellProfiler present: still a one-line error (not implemented), pointing elsewhere
-    assert (
-        run("measure", "cellprofiler", "run", "--python", Path(__import__("sys").executable)) == 1
-    )
+    assert run("measure", "cellprofiler", "run", "--python", Path(sys.executable)) == 1
     assert "measure intensities" in capsys.readouterr().err
