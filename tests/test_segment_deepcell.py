@@ -49,15 +49,19 @@ def test_postprocess_yaml(data):
     np.testing.assert_array_equal(default, _mask(data / "same"))
     assert np.count_nonzero(strict) < np.count_nonzero(default)
     assert 0 < len(np.unique(strict)) < len(np.unique(default))
+    (data / "pre.yaml").write_text("threshold: true\npercentile: 90\nkernel_size: 64\n")
+    assert run("--data", data, "segment", "deepcell", "--preprocess", data / "pre.yaml",
+               "-o", "pre") == 0  # fmt: skip
+    assert not np.array_equal(_mask(data / "pre"), default)
 
 
 def test_bad_parameters_and_models_are_one_line(data, capsys):
     (data / "bad.yaml").write_text("pixel_expansion: 2\n")
     assert run("--data", data, "segment", "deepcell", "--postprocess", data / "bad.yaml") == 1
     assert "pixel_expansion" in capsys.readouterr().err
-    (data / "pre.yaml").write_text("percentile: 99.0\n")
+    (data / "pre.yaml").write_text("normalize: false\n")
     assert run("--data", data, "segment", "deepcell", "--preprocess", data / "pre.yaml") == 1
-    assert "percentile" in capsys.readouterr().err
+    assert "normalize: only True" in capsys.readouterr().err
     assert run("--data", data, "segment", "deepcell", "--model", "NoSuchModel") == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: --model NoSuchModel") and err.count("\n") == 1

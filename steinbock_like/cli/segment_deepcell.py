@@ -22,8 +22,10 @@ logger = logging.getLogger("steinbock_like")
 
 #: steinbock's default model name: DeepCell's Mesmer network, which our ONNX file holds
 DEFAULT_MODEL = "MultiplexSegmentation"
-#: deepcell's Mesmer preprocessing parameters and their (only supported) values
-PREPROCESS_DEFAULTS = {"threshold": True, "percentile": 99.9, "normalize": True, "kernel_size": 128}
+#: deepcell's Mesmer preprocessing switches, supported only at their defaults (on)
+PREPROCESS_SWITCHES = {"threshold": True, "normalize": True}
+#: deepcell's Mesmer preprocessing values we pass on: name -> type
+PREPROCESS_VALUES = {"percentile": float, "kernel_size": int}
 
 
 @click.command(
@@ -36,7 +38,8 @@ PREPROCESS_DEFAULTS = {"threshold": True, "percentile": 99.9, "normalize": True,
     --model: the Mesmer network (DeepCell's MultiplexSegmentation by default, from
     the model cache: 'steinbock-like models get mesmer') or an ONNX file, also
     looked up in --modeldir. --postprocess: a YAML file of deep-watershed
-    parameters (maxima_threshold, interior_threshold, ...) as DeepCell takes them.
+    parameters (maxima_threshold, interior_threshold, ...), --preprocess one of
+    normalisation parameters (percentile, kernel_size), as DeepCell takes them.
     """,
 )
 @click.option(
@@ -102,7 +105,7 @@ PREPROCESS_DEFAULTS = {"threshold": True, "percentile": 99.9, "normalize": True,
     "preprocess_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Preprocessing parameters (YAML; DeepCell's defaults only).",
+    help="Preprocessing parameters (YAML: percentile, kernel_size).",
 )
 @click.option(
     "--postprocess",
@@ -149,8 +152,9 @@ def deepcell_cmd(
     from steinbock_like.tasks.mesmer import MesmerTask
 
     model_path = _locate_model(app, model, model_dir)
+    preprocess = None
     if preprocess_file is not None:
-        _check_preprocess(app.path(preprocess_file))
+        preprocess = _preprocess_params(app.path(preprocess_file))
     postprocess = None
     if postprocess_file is not None:
         postprocess = _postprocess_params(app.path(postprocess_file))
@@ -175,6 +179,7 @@ def deepcell_cmd(
         threads_per_worker(workers, threads),
         DEFAULT_CHUNK_SIZE,
         postprocess,
+        preprocess,
     )
     run_jobs(
         task,
@@ -205,17 +210,26 @@ def _locate_model(app: AppContext, model: str, model_dir: str) -> Path:
     raise SteinbockLikeError(f"--model {model}: no such ONNX file (also not in {model_dir})")
 
 
-def _check_preprocess(path: Path) -> None:
+def _preprocess_params(path: Path) -> dict:
+    """Keyword arguments of MesmerSegmenter from a DeepCell preprocessing YAML file."""
     from steinbock_like.errors import InputError
     from steinbock_like.io.params import read_yaml_params
 
+    params = {}
     for name, value in read_yaml_params(path).items():
-        if name not in PREPROCESS_DEFAULTS:
-            raise InputError(path, f"unknown preprocessing parameter {name!r}")
-        if value != PREPROCESS_DEFAULTS[name]:
-            raise InputError(
-                path, f"{name}: only DeepCell's default ({PREPROCESS_DEFAULTS[name]}) is supported"
-            )
+        if name in PREPROCESS_SWITCHES:
+            if value is not PREPROCESS_SWITCHES[name]:
+                raise InputError(path, f"{name}: only {PREPROCESS_SWITCHES[name]} is supported")
+        elif name in PREPROCESS_VALUES:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise InputError(path, f"{name}: expected a positive number, found {value!r}")
+            if name == "percentile" and value > 100:
+                raise InputError(path, f"percentile: expected at most 100, found {value!r}")
+            params[name] = PREPROCESS_VALUES[name](value)
+        else:
+            known = ", ".join([*PREPROCESS_SWITCHES, *PREPROCESS_VALUES])
+            raise InputError(path, f"unknown preprocessing parameter {name!r} (known: {known})")
+    return params
 
 
 def _postprocess_params(path: Path) -> dict:

@@ -27,6 +27,8 @@ class MesmerTask:
     chunk_size: int
     #: deep-watershed parameters (WatershedParams) per compartment; None: Mesmer's defaults
     postprocess: dict | None = None
+    #: pre-processing parameters of MesmerSegmenter (percentile, kernel_size); None: defaults
+    preprocess: dict | None = None
     _segmenter: object = field(default=None, init=False, repr=False)
 
     def setup(self) -> None:
@@ -40,6 +42,7 @@ class MesmerTask:
                 f"{name.replace('-', '_')}_params": value
                 for name, value in (self.postprocess or {}).items()
             },
+            **(self.preprocess or {}),
         )
 
     def __call__(self, job: Job) -> dict:
