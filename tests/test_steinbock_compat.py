@@ -294,12 +294,18 @@ def test_environment_turns_on_overwrite(tmp_path, monkeypatch):
     assert run(*args) == 0
     masks = tmp_path / "masks"
     masks.mkdir()
-    from steinbock_like.io.masks import write_mask
+    from steinbock_like.io.masks import read_mask, write_mask
 
     write_mask(masks / "a.tiff", np.array([[1, 0, 0, 0]], np.uint16))
     out = ["--data", tmp_path, "utils", "expand", "masks", "1", "-o", "expanded"]
     assert run(*out) == 0
     assert run(*out) == 0  # replaced, not refused
+    # an explicit --resume wins over the environment: the existing output is kept
+    write_mask(masks / "a.tiff", np.array([[0, 0, 0, 1]], np.uint16))
+    assert run(*out, "--resume") == 0
+    assert read_mask(tmp_path / "expanded" / "a.tiff").tolist() == [[1, 1, 0, 0]]
+    assert run(*out) == 0
+    assert read_mask(tmp_path / "expanded" / "a.tiff").tolist() == [[0, 0, 1, 1]]
     monkeypatch.setenv("STEINBOCK_LIKE_OVERWRITE", "0")
     assert run(*out) == 1
 

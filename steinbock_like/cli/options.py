@@ -109,8 +109,6 @@ def run_jobs(
     :class:`LocalExecutor` with ``workers`` processes.
     """
     context = click.get_current_context(silent=True)
-    if resume and overwrite and context and _from_environment(context, "overwrite"):
-        overwrite = False  # an explicit --resume wins over the environment's overwrite
     if parameters is None:
         parameters = dict(context.params) if context else {}
     parameters = {**parameters, **(resolved or {})}
@@ -136,7 +134,3 @@ def run_jobs(
             f"(first: {first.name}: {first.error}); see run_metadata.json"
         )
     return summary
-
-
-def _from_environment(context: click.Context, name: str) -> bool:
-    return context.get_parameter_source(name) is click.core.ParameterSource.ENVIRONMENT

@@ -14,6 +14,7 @@ drift (``python -m steinbock_like.cli.steinbock_compat > docs/migration.md``).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -219,6 +220,20 @@ def _accepted_option(entry: Accepted) -> click.Option:
     )
 
 
+def _resume_beats_environment(callback):
+    """An explicit ``--resume`` wins over ``--overwrite`` from the environment."""
+
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        source = ctx.get_parameter_source("overwrite")
+        if kwargs.get("resume") and source is click.core.ParameterSource.ENVIRONMENT:
+            kwargs["overwrite"] = False
+        return callback(*args, **kwargs)
+
+    return wrapper
+
+
 def commands_of(group: click.Group, prefix: tuple[str, ...] = ()):
     """Every leaf command of ``group`` as (path, command) pairs."""
     for name, command in group.commands.items():
@@ -248,9 +263,12 @@ def apply_steinbock_names(root: click.Group) -> None:
     for command in commands.values():
         if not {"-v", "--verbosity"} & _names_of(command):
             command.params.append(verbosity_option())
+        names = {param.name for param in command.params}
         for param in command.params:  # commands with their own --overwrite
             if param.name == "overwrite" and isinstance(param, click.Option) and not param.envvar:
                 param.envvar = OVERWRITE_ENVVAR
+        if {"overwrite", "resume"} <= names and command.callback is not None:
+            command.callback = _resume_beats_environment(command.callback)
 
 
 def migration_markdown() -> str:
