@@ -256,6 +256,21 @@ def test_every_steinbock_command_and_option_is_accepted(path):
     assert not missing, f"{path}: missing {sorted(missing)}"
 
 
+@pytest.mark.parametrize("path", sorted(STEINBOCK_0_16_5))
+def test_every_steinbock_option_parses(path, capsys):
+    """Through the real parser: an unknown option would exit 2 before --help runs."""
+    by_name = {n: p for p in OURS[path].params for n in (*p.opts, *p.secondary_opts)}
+    for name in STEINBOCK_0_16_5[path]:
+        param = by_name[name]
+        value = (
+            []
+            if getattr(param, "is_flag", False)
+            else ["INFO" if name in ("-v", "--verbosity") else "1"]
+        )
+        assert run(*path.split(), name, *value, "--help") == 0, name
+        assert "Usage:" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("path", sorted(STEINBOCK_ARGUMENTS))
 def test_steinbock_positional_arguments(path):
     arguments = [p for p in OURS[path].params if isinstance(p, click.Argument)]

@@ -23,8 +23,7 @@ from steinbock_like.cli.options import AppContext, pass_app, path_option
     "mask_dirs",
     multiple=True,
     default=[layout.MASKS],
-    show_default=True,
-    help="Mask directory (repeatable).",
+    help=f"Mask directory (repeatable) [default: {layout.MASKS}].",
 )
 @path_option("--panel", "panel_file", default=layout.PANEL, help="Panel CSV file.")
 @click.option(
