@@ -37,6 +37,9 @@ def test_match_lists_overlapping_pairs_sorted():
     assert list(table.columns) == ["Object1", "Object2"]
     assert table.values.tolist() == [[1, 4], [1, 5], [2, 6], [3, 4]]
     assert match_masks(np.zeros((2, 2), int), mask2[:, :2]).empty
+    huge = np.array([[4_000_000_000, 7]], np.uint32)
+    pairs = match_masks(huge, np.array([[4_000_000_001, 2]], np.uint32))
+    assert pairs.values.tolist() == [[7, 2], [4_000_000_000, 4_000_000_001]]
 
 
 def test_tile_grid_names_and_steinbock_order():

@@ -25,6 +25,11 @@ def match_masks(mask1: np.ndarray, mask2: np.ndarray) -> pd.DataFrame:
     if mask1.shape != mask2.shape:
         raise ValueError(f"mask shapes differ: {mask1.shape} and {mask2.shape}")
     both = (mask1 != 0) & (mask2 != 0)
-    pairs = np.stack([mask1[both].astype(np.int64), mask2[both].astype(np.int64)], axis=1)
-    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
-    return pd.DataFrame({"Object1": pairs[:, 0], "Object2": pairs[:, 1]})
+    first, second = mask1[both].astype(np.int64), mask2[both].astype(np.int64)
+    # one sortable key per pixel: pairs in (Object1, Object2) order
+    base = int(second.max(initial=0)) + 1
+    if (int(first.max(initial=0)) + 1) * base >= 2**63:  # IDs too large for one int64 key
+        pairs = np.unique(np.stack([first, second], axis=1), axis=0)
+        return pd.DataFrame({"Object1": pairs[:, 0], "Object2": pairs[:, 1]})
+    keys = np.unique(first * base + second)
+    return pd.DataFrame({"Object1": keys // base, "Object2": keys % base})
