@@ -36,20 +36,33 @@ class Alias:
     negations: tuple[str, ...] = ()  #: steinbock's "--no-x" names of a boolean flag
 
 
+_ANY = object()
+
+
 @dataclass(frozen=True)
 class Accepted:
     """A steinbock option we accept without an option of our own."""
 
     command: str
     declaration: str  #: click declaration, e.g. "--mmap/--no-mmap" or "--cellprofiler"
-    default: object  #: steinbock's default; other values are an error unless ``ignore``
+    default: object  #: steinbock's default
     reason: str
-    ignore: bool = False  #: any value is fine (it cannot change the outputs)
+    #: the value we in effect use; another value given explicitly is an error.
+    #: ``_ANY``: any value is fine (it cannot change the outputs)
+    ours: object = _ANY
     type: object = str
 
     @property
     def is_flag(self) -> bool:
         return "/" in self.declaration
+
+    @property
+    def ignored(self) -> bool:
+        return self.ours is _ANY
+
+    @property
+    def effective(self) -> object:
+        return self.default if self.ignored else self.ours
 
 
 ALIASES: tuple[Alias, ...] = (
@@ -63,11 +76,11 @@ ALIASES: tuple[Alias, ...] = (
 )
 
 _MMAP = "memory mapping is a speed/memory hint; outputs are the same without it"
-_FINDS_TOOL = "the tool is found by steinbock-like itself (see the command's help)"
+_FINDS_TOOL = "steinbock-like finds the tool itself, as the command's help says"
 
 ACCEPTED: tuple[Accepted, ...] = (
     *(
-        Accepted(command, "--mmap/--no-mmap", False, _MMAP, ignore=True)
+        Accepted(command, "--mmap/--no-mmap", False, _MMAP)
         for command in (
             "measure intensities",
             "measure regionprops",
@@ -82,71 +95,47 @@ ACCEPTED: tuple[Accepted, ...] = (
         "segment cellprofiler run",
         "--cellprofiler",
         "cellprofiler",
-        "CellProfiler runs as 'PYTHON -m cellprofiler' (--python)",
+        "CellProfiler runs as 'PYTHON -m cellprofiler', PYTHON given by --python",
+        ours="cellprofiler",
     ),
-    Accepted("apps ilastik", "--ilastik", "/opt/ilastik/run_ilastik.sh", _FINDS_TOOL, ignore=True),
-    Accepted(
-        "apps cellprofiler", "--python", "/opt/cellprofiler-venv/bin/python", _FINDS_TOOL, True
-    ),
-    Accepted("apps cellprofiler", "--cellprofiler", "cellprofiler", _FINDS_TOOL, ignore=True),
-    Accepted(
-        "apps cellprofiler", "--plugins-directory", "/opt/cellprofiler_plugins", _FINDS_TOOL, True
-    ),
-    Accepted("apps jupyter", "--python", "python", _FINDS_TOOL, ignore=True),
-    Accepted("apps jupyter", "--jupyter", "jupyter", _FINDS_TOOL, ignore=True),
-    Accepted("apps jupyterlab", "--python", "python", _FINDS_TOOL, ignore=True),
-    Accepted("apps jupyterlab", "--jupyter", "jupyter", _FINDS_TOOL, ignore=True),
+    Accepted("apps ilastik", "--ilastik", "/opt/ilastik/run_ilastik.sh", _FINDS_TOOL),
+    Accepted("apps cellprofiler", "--python", "/opt/cellprofiler-venv/bin/python", _FINDS_TOOL),
+    Accepted("apps cellprofiler", "--cellprofiler", "cellprofiler", _FINDS_TOOL),
+    Accepted("apps cellprofiler", "--plugins-directory", "/opt/cellprofiler_plugins", _FINDS_TOOL),
+    Accepted("apps jupyter", "--python", "python", _FINDS_TOOL),
+    Accepted("apps jupyter", "--jupyter", "jupyter", _FINDS_TOOL),
+    Accepted("apps jupyterlab", "--python", "python", _FINDS_TOOL),
+    Accepted("apps jupyterlab", "--jupyter", "jupyter", _FINDS_TOOL),
     Accepted(
         "segment cellpose",
         "--resample/--no-resample",
         False,
-        "our Cellpose computes flows at the network's size (steinbock's default)",
+        "Cellpose's own default, resampling flows to the image's size, is used; "
+        "results can differ slightly from steinbock's",
+        ours=True,
     ),
-    Accepted(
-        "segment cellpose",
-        "--channel-axis",
-        0,
-        "images are always CYX (channel axis 0)",
-        type=int,
-    ),
+    Accepted("segment cellpose", "--channel-axis", 0, "images are CYX (channel axis 0)", 0, int),
     Accepted(
         "segment cellpose",
         "--normalize/--no-normalize",
         True,
-        "Cellpose's percentile normalisation is always on (steinbock's default)",
+        "Cellpose's percentile normalisation is always on",
+        ours=True,
     ),
     Accepted(
-        "segment cellpose",
-        "--invert/--no-invert",
-        False,
-        "inverting the images is not supported",
+        "segment cellpose", "--invert/--no-invert", False, "inverting is not supported", False
     ),
+    Accepted("segment cellpose", "--rescale", None, "not supported, use --diameter", None, float),
     Accepted(
-        "segment cellpose",
-        "--rescale",
-        None,
-        "use --diameter instead",
-        type=float,
+        "segment cellpose", "--max-size-fraction", 0.4, "Cellpose's default is used", 0.4, float
     ),
-    Accepted(
-        "segment cellpose",
-        "--max-size-fraction",
-        0.4,
-        "Cellpose's default is used",
-        type=float,
-    ),
-    Accepted(
-        "segment cellpose",
-        "--niter",
-        None,
-        "Cellpose's default number of dynamics iterations is used",
-        type=int,
-    ),
+    Accepted("segment cellpose", "--niter", None, "Cellpose's default is used", None, int),
     Accepted(
         "segment cellpose",
         "--augment/--no-augment",
         False,
         "test-time augmentation is not supported",
+        ours=False,
     ),
 )
 
@@ -203,7 +192,7 @@ def verbosity_option() -> click.Option:
 
 def _accepted_option(entry: Accepted) -> click.Option:
     def check(ctx: click.Context, param: click.Parameter, value):
-        if entry.ignore or value == entry.default or value is None and entry.default is None:
+        if entry.ignored or value == entry.ours:
             return None
         if ctx.get_parameter_source(param.name) is click.core.ParameterSource.DEFAULT:
             return None
@@ -212,7 +201,7 @@ def _accepted_option(entry: Accepted) -> click.Option:
     kwargs = {"type": entry.type} if not entry.is_flag else {}
     return click.Option(
         [entry.declaration],
-        default=entry.default,
+        default=entry.effective,
         expose_value=False,
         callback=check,
         help=f"steinbock's option, accepted: {entry.reason}.",
@@ -308,11 +297,11 @@ def migration_markdown() -> str:
         "",
         "## steinbock options accepted without an equivalent",
         "",
-        "| command | option | steinbock's default | with another value |",
+        "| command | option | steinbock's default | steinbock-like |",
         "| --- | --- | --- | --- |",
     ]
     for entry in ACCEPTED:
-        effect = "ignored" if entry.ignore else "error"
+        effect = "any value, ignored" if entry.ignored else f"`{entry.ours}` only"
         lines.append(
             f"| `{entry.command}` | `{entry.declaration}` | `{entry.default}` | "
             f"{effect}: {entry.reason} |"
