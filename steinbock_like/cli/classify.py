@@ -266,6 +266,12 @@ def _parse_features(value: str):
     default=None,
     help="Axis order of the crops (e.g. zyxc) where their files do not say it.",
 )
+@path_option(
+    "--probabs",
+    "probabilities_dir",
+    default=layout.ILASTIK_PROBABILITIES,
+    help="Directory the project's probability export points at.",
+)
 @click.option(
     "--backup/--no-backup",
     default=True,
@@ -273,7 +279,7 @@ def _parse_features(value: str):
     help="Back up the project and the crops before changing them.",
 )
 @pass_app
-def fix_cmd(app: AppContext, project_file, crop_dir, axes, backup):
+def fix_cmd(app: AppContext, project_file, crop_dir, axes, probabilities_dir, backup):
     from steinbock_like.classify.ilastik.project import fix_project
 
     report = fix_project(
@@ -281,7 +287,7 @@ def fix_cmd(app: AppContext, project_file, crop_dir, axes, backup):
         app.path(crop_dir),
         axes=axes,
         make_backup=backup,
-        probabilities_dir=layout.ILASTIK_PROBABILITIES,
+        probabilities_dir=str(probabilities_dir),
     )
     logger.info(
         "fixed %s: %d crops converted, %d already fine, %d lanes re-pointed, %d label blocks%s",

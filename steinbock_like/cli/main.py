@@ -83,19 +83,29 @@ def _register_commands() -> None:
     from steinbock_like.cli.preprocess import preprocess_group
     from steinbock_like.cli.repair import repair_cmd
     from steinbock_like.cli.segment import segment_group
+    from steinbock_like.cli.steinbock_compat import apply_steinbock_names
+    from steinbock_like.cli.utils import utils_group
+    from steinbock_like.cli.view import view_cmd
 
-    cli.add_command(example_group)
-    cli.add_command(preprocess_group)
-    cli.add_command(classify_group)
-    cli.add_command(check_cmd)
-    cli.add_command(evaluate_cmd)
-    cli.add_command(repair_cmd)
-    cli.add_command(apps_group)
-    cli.add_command(segment_group)
-    cli.add_command(models_group)
-    cli.add_command(export_group)
-    cli.add_command(measure_group)
-    cli.add_command(doctor_cmd)
+    for command in (
+        example_group,
+        preprocess_group,
+        classify_group,
+        check_cmd,
+        evaluate_cmd,
+        repair_cmd,
+        apps_group,
+        segment_group,
+        measure_group,
+        export_group,
+        models_group,
+        doctor_cmd,
+        utils_group,
+        view_cmd,
+    ):
+        cli.add_command(command)
+    # Last: steinbock's option names and -v/--verbosity on every command registered above.
+    apply_steinbock_names(cli)
 
 
 _register_commands()

@@ -279,3 +279,8 @@ def _report(what: str, summary, output: Path) -> None:
     pairs = sum(int(r.info.get("pairs", 0)) for r in done if r.info)
     detail = f"{pairs} neighbour pairs" if pairs else f"{objects} objects"
     logger.info("measure %s: %d images (%s) written to %s", what, len(done), detail, output)
+
+
+from steinbock_like.cli.measure_cellprofiler import measure_cellprofiler_group  # noqa: E402
+
+measure_group.add_command(measure_cellprofiler_group)

@@ -20,6 +20,9 @@ from steinbock_like.runner import BatchSummary, Job, LocalExecutor, run_batch
 
 logger = logging.getLogger("steinbock_like")
 
+#: set to 1 to turn on ``--overwrite`` for every command (steinbock scripts rerun in place)
+OVERWRITE_ENVVAR = "STEINBOCK_LIKE_OVERWRITE"
+
 
 @dataclass
 class AppContext:
@@ -69,7 +72,9 @@ def runner_options(function):
     @click.option(
         "--overwrite",
         is_flag=True,
-        help="Replace existing output files (by default existing outputs are an error).",
+        envvar=OVERWRITE_ENVVAR,
+        help="Replace existing output files (by default existing outputs are an error) "
+        f"[env: {OVERWRITE_ENVVAR}=1].",
     )
     @click.option(
         "--resume",

@@ -24,3 +24,6 @@ def segment_group() -> None:
 segment_group.add_command(cellprofiler_group)
 segment_group.add_command(mesmer_cmd)
 segment_group.add_command(cellpose_cmd)
+from steinbock_like.cli.segment_deepcell import deepcell_cmd  # noqa: E402
+
+segment_group.add_command(deepcell_cmd)

@@ -136,6 +136,8 @@ def mesmer_cmd(
         outputs["cells"] = app.path(out_dir)
     if mask_type in ("nuclear", "both"):
         outputs["nuclei"] = app.path(nuclei_out)
+    if mask_type == "nuclear" and _given("out_dir") and not _given("nuclei_out"):
+        outputs["nuclei"] = app.path(out_dir)  # steinbock's --type nuclear -o DIR
     jobs = jobs_for(named_files(list_images(app.path(img_dir)), "image"), outputs)
     task = MesmerTask(
         model,
@@ -158,3 +160,9 @@ def mesmer_cmd(
         resolved={"model": model},
     )
     logger.info("masks in %s", ", ".join(str(path) for path in outputs.values()))
+
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not left at its default)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is not None and source is not click.core.ParameterSource.DEFAULT

@@ -25,13 +25,24 @@ class MesmerTask:
     aggr: str
     threads: int | None
     chunk_size: int
+    #: deep-watershed parameters (WatershedParams) per compartment; None: Mesmer's defaults
+    postprocess: dict | None = None
+    #: pre-processing parameters of MesmerSegmenter (percentile, kernel_size); None: defaults
+    preprocess: dict | None = None
     _segmenter: object = field(default=None, init=False, repr=False)
 
     def setup(self) -> None:
         from steinbock_like.segment.mesmer import MesmerSegmenter
 
         self._segmenter = MesmerSegmenter(
-            self.model_path, threads=self.threads, chunk_size=self.chunk_size
+            self.model_path,
+            threads=self.threads,
+            chunk_size=self.chunk_size,
+            **{
+                f"{name.replace('-', '_')}_params": value
+                for name, value in (self.postprocess or {}).items()
+            },
+            **(self.preprocess or {}),
         )
 
     def __call__(self, job: Job) -> dict:

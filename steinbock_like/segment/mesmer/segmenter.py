@@ -20,6 +20,7 @@ from steinbock_like.segment.mesmer.postprocess import (
 )
 from steinbock_like.segment.mesmer.preprocess import (
     CLAHE_KERNEL_SIZE,
+    CLIP_PERCENTILE,
     MODEL_PIXEL_SIZE_UM,
     ChannelStats,
     channel_stats,
@@ -95,6 +96,8 @@ class MesmerSegmenter:
         cell. Default: 256 px at the model's resolution (128 px at 1 um/px).
     whole_cell_params, nuclear_params : WatershedParams
         Post-processing parameters (Mesmer's defaults).
+    percentile, kernel_size : float, int
+        Pre-processing: clipping percentile and CLAHE kernel size (Mesmer's defaults).
     """
 
     def __init__(
@@ -107,12 +110,16 @@ class MesmerSegmenter:
         chunk_margin: int | None = None,
         whole_cell_params: WatershedParams = WHOLE_CELL_PARAMS,
         nuclear_params: WatershedParams = NUCLEAR_PARAMS,
+        percentile: float = CLIP_PERCENTILE,
+        kernel_size: int = CLAHE_KERNEL_SIZE,
     ):
         self.network = MesmerNetwork(model_path, threads=threads)
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         self.chunk_margin = chunk_margin
         self.params = {"whole-cell": whole_cell_params, "nuclear": nuclear_params}
+        self.percentile = percentile
+        self.kernel_size = kernel_size
 
     def segment(
         self,
@@ -152,7 +159,7 @@ class MesmerSegmenter:
         if chunk_size <= 0 or (height <= chunk_size and width <= chunk_size):
             masks = self.segment_region(image, pixel_size_um, names)
         else:
-            stats = _approximate_stats(image)
+            stats = _approximate_stats(image, self.percentile)
 
             def segment_region(slices):
                 return self.segment_region(image[slices], pixel_size_um, names, stats)
@@ -166,7 +173,7 @@ class MesmerSegmenter:
                 (height, width),
                 chunk_size=chunk_size,
                 margin=margin,
-                align=max(1, round(CLAHE_KERNEL_SIZE / scale)),
+                align=max(1, round(self.kernel_size / scale)),
                 label=label,
             )
         return {name: _as_mask_dtype(mask) for name, mask in masks.items()}
@@ -186,7 +193,9 @@ class MesmerSegmenter:
         """
         shape = image.shape[:2]
         resized = resize_channels(image, model_resolution_shape(shape, pixel_size_um))
-        normalized = mesmer_preprocess(resized, stats)
+        normalized = mesmer_preprocess(
+            resized, stats, percentile=self.percentile, kernel_size=self.kernel_size
+        )
         del resized
         maps = predict_maps(self.network, normalized, compartments, batch_size=self.batch_size)
         del normalized
@@ -209,14 +218,16 @@ def _stack_channels(nuclear: np.ndarray, membrane: np.ndarray) -> np.ndarray:
     return np.stack([nuclear, membrane], axis=-1).astype(np.float32, copy=False)
 
 
-def _approximate_stats(image: np.ndarray) -> list[ChannelStats]:
+def _approximate_stats(
+    image: np.ndarray, percentile: float = CLIP_PERCENTILE
+) -> list[ChannelStats]:
     """Normalisation statistics of a whole image for chunked processing.
 
     Taken at the image's own resolution rather than the model's, which would
     need the whole resized image in memory; the percentile and range of a
     bilinearly resampled channel differ from these only marginally.
     """
-    return [channel_stats(image[..., c]) for c in range(image.shape[-1])]
+    return [channel_stats(image[..., c], percentile) for c in range(image.shape[-1])]
 
 
 def _as_mask_dtype(labels: np.ndarray) -> np.ndarray:
