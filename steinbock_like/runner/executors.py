@@ -123,6 +123,9 @@ class ExternalToolExecutor:
 
     run_all: Callable[[Sequence[Job]], Any]
     tool: str
+    #: ``check_job(job)`` after the tool ran: a SteinbockLikeError (e.g. an output of
+    #: the wrong shape) fails that job and removes its outputs.
+    check_job: Callable[[Job], Any] | None = None
 
     @classmethod
     def for_files(
@@ -153,10 +156,26 @@ class ExternalToolExecutor:
         seconds = (time.perf_counter() - start) / len(jobs)
         for job in jobs:
             if all(path.is_file() for path in job.outputs.values()):
-                yield JobResult(job.name, "ok", seconds, info={"backend": self.tool})
+                problem = self._check(job)
+                if problem is None:
+                    yield JobResult(job.name, "ok", seconds, info={"backend": self.tool})
+                    continue
+                for path in job.outputs.values():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                yield JobResult(job.name, "failed", seconds, error=problem)
             else:
                 message = error or f"{self.tool} wrote no output for this image"
                 yield JobResult(job.name, "failed", seconds, error=message)
+
+    def _check(self, job: Job) -> str | None:
+        if self.check_job is None:
+            return None
+        try:
+            self.check_job(job)
+        except SteinbockLikeError as problem:
+            return str(problem)
+        return None
 
 
 _worker_task: Callable | None = None
@@ -167,6 +186,8 @@ def _init_worker(task: Callable, parent: int) -> None:
     _die_with_parent(parent)
     # Ctrl-C reaches the whole process group: the main process alone handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The pool stops workers with SIGTERM: they must not run the main process's handler.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_task = task
     _setup(task)
 
