@@ -26,14 +26,18 @@ logger = logging.getLogger("steinbock_like.runner")
 
 
 def execute_job(task: Callable, job: Job) -> JobResult:
-    """Run one job, turning any exception into a failed result."""
+    """Run one job, turning any exception into a failed result.
+
+    A failed job leaves none of its outputs: neither what it wrote before failing nor
+    an older file it was to replace (``--overwrite``, or a partial set on ``--resume``),
+    so no output of a failed image can be taken for a result of this run.
+    """
     start = time.perf_counter()
-    before = {path: _mtime(path) for path in job.outputs.values()}
     try:
         info = task(job) or {}
     except Exception as error:  # one image's failure must not stop the batch
         message = str(error) if isinstance(error, SteinbockLikeError) else describe_error(error)
-        _remove_written(before)
+        remove_outputs(job)
         return JobResult(
             job.name,
             "failed",
@@ -44,19 +48,11 @@ def execute_job(task: Callable, job: Job) -> JobResult:
     return JobResult(job.name, "ok", time.perf_counter() - start, info=info)
 
 
-def _mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def _remove_written(before: dict[Path, int | None]) -> None:
-    """Delete the outputs a failed job wrote (a failed image leaves no partial results)."""
-    for path, mtime in before.items():
-        if _mtime(path) not in (None, mtime):
-            with contextlib.suppress(OSError):
-                path.unlink()
+def remove_outputs(job: Job) -> None:
+    """Delete a failed job's output files (a failed image leaves no results)."""
+    for path in job.outputs.values():
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def threads_per_worker(workers: int, requested: int | None = None) -> int:
@@ -160,12 +156,11 @@ class ExternalToolExecutor:
                 if problem is None:
                     yield JobResult(job.name, "ok", seconds, info={"backend": self.tool})
                     continue
-                for path in job.outputs.values():
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+                remove_outputs(job)
                 yield JobResult(job.name, "failed", seconds, error=problem)
             else:
                 message = error or f"{self.tool} wrote no output for this image"
+                remove_outputs(job)
                 yield JobResult(job.name, "failed", seconds, error=message)
 
     def _check(self, job: Job) -> str | None:
