@@ -557,3 +557,25 @@ def test_a_huge_image_is_judged_by_its_header_alone(tmp_path, capsys):
     assert "huge.tiff: image of 1 x 50000 x 50000 pixels: more than 2147483648 pixels" in err
     # prepare judges the ilastik image it would make (2 channels, scaled by 2)
     assert "huge.tiff: image of 2 x 100000 x 100000 pixels: more than 2147483648" in err
+
+
+def test_a_10_by_100000_strip_is_refused_by_the_tile_based_segmenters_at_once(tmp_path, capsys):
+    from steinbock_like.errors import InputError
+    from steinbock_like.runner import Job
+    from steinbock_like.tasks.mesmer import MesmerTask
+
+    root = image_dataset(tmp_path, ("good",))
+    strip = root / "img" / "strip.tiff"
+    write_image(strip, np.ones((3, 10, 100_000), np.float32))
+    assert run("--data", root, "check") == 1
+    err = capsys.readouterr().err
+    assert f"{strip}: image of 10 x 100000 pixels is too thin to segment" in err
+    assert "good.tiff" not in err
+    # Mesmer (whose model this test does without) refuses it before reading the pixels
+    task = MesmerTask(Path("no-model.onnx"), None, "whole-cell", 1.0, True, False, "mean", 1, 0)
+    task._segmenter = object()  # as after setup(): any use of the model would fail
+    with pytest.raises(InputError, match="too thin to segment"):
+        task(Job("strip", {"image": strip}, {"cells": root / "masks" / "strip.tiff"}))
+    square = root / "img" / "good.tiff"  # the rule spares small images, e.g. 40 x 40
+    with pytest.raises(AttributeError):  # got past the check, to the (absent) model
+        task(Job("good", {"image": square}, {"cells": root / "masks" / "good.tiff"}))

@@ -19,7 +19,8 @@ logger = logging.getLogger("steinbock_like")
     help="""Check that a dataset's files are consistent, without writing anything.
 
     Reads the panel, every image's header (channel count, size: images too
-    large to hold whole are reported, see STEINBOCK_LIKE_MAX_IMAGE_BYTES), the
+    large to hold whole, or too thin to segment, are reported; see
+    STEINBOCK_LIKE_MAX_IMAGE_BYTES), the
     pixels of floating-point images (NaN or infinite values are reported), the
     image names (names too long for the outputs named after them) and, for each
     --masks directory, every mask (shape against its image, object ID dtype),
@@ -42,6 +43,7 @@ def check_cmd(app: AppContext, panel_file: Path, img_dir: Path, mask_dirs: tuple
 
     from steinbock_like.io.images import (
         check_image_size,
+        check_segmentable,
         image_name,
         image_shape,
         iter_image_channels,
@@ -63,6 +65,7 @@ def check_cmd(app: AppContext, panel_file: Path, img_dir: Path, mask_dirs: tuple
             shapes[image_name(path)] = shape[1:]
             check_output_names(path)
             check_image_size(path, shape)
+            check_segmentable(path, shape)
             if np.issubdtype(tiff_dtype(path), np.floating):
                 for _ in iter_image_channels(path):  # raises on NaN/Inf, a channel at a time
                     pass

@@ -71,6 +71,37 @@ def check_image_size(path: str | Path, shape: tuple[int, ...]) -> None:
         )
 
 
+#: A strip: an image with a side under MIN_SEGMENT_SIDE pixels and the other over
+#: MAX_STRIP_LENGTH. The tile-based segmenters (Mesmer, Cellpose) refuse it: it holds no
+#: whole cell at 1 um/pixel, and the model's fixed-size tiles (256 px for Mesmer, after
+#: its 2x resize) would be mostly padding: a 10 x 100,000 strip costs ~800 tiles for
+#: 1 Mpx, a quarter of an hour and more on a CPU. Outside this rule, padding costs at
+#: most 4x an image's own pixels (or a few tiles for a small image), so time follows
+#: the pixel count.
+MIN_SEGMENT_SIDE = 32
+MAX_STRIP_LENGTH = 1024
+
+
+def check_segmentable(path: str | Path, shape: tuple[int, ...]) -> None:
+    """Refuse a strip (see :data:`MIN_SEGMENT_SIDE`) before a tile-based segmenter
+    spends hours on it; ``shape`` ends with (height, width).
+
+    Raises
+    ------
+    InputError
+        One line giving the image's size and the rule.
+    """
+    height, width = (int(n) for n in shape[-2:])
+    if min(height, width) < MIN_SEGMENT_SIDE and max(height, width) > MAX_STRIP_LENGTH:
+        raise InputError(
+            path,
+            f"image of {height} x {width} pixels is too thin to segment (a side under "
+            f"{MIN_SEGMENT_SIDE} pixels and the other over {MAX_STRIP_LENGTH}: no whole "
+            "cell fits, and the model's tiles would be mostly padding); check the image's "
+            "axis order",
+        )
+
+
 def read_image(path: str | Path, *, num_channels: int | None = None) -> np.ndarray:
     """Read a multichannel image as float32 CYX (a 2-D image becomes 1 x Y x X).
 
