@@ -208,14 +208,15 @@ def test_launchers_find_apps_and_say_where_they_are_missing(tmp_path, monkeypatc
     assert command.argv == [sys.executable, "-m", "cellprofiler", "-p", "x.cppipe"]
 
 
-@pytest.mark.parametrize("in_container", [True, False])
-def test_jupyter_binds_all_addresses_only_in_a_container(tmp_path, monkeypatch, in_container):
+@pytest.mark.parametrize(("in_container", "bind"), [(True, ""), (False, ""), (True, "0.0.0.0")])
+def test_jupyter_binds_loopback_unless_asked(tmp_path, monkeypatch, in_container, bind):
     from steinbock_like.apps import launchers
 
     monkeypatch.setattr(launchers, "in_docker_container", lambda: in_container)
     monkeypatch.setattr(launchers.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setenv("STEINBOCK_LIKE_BIND", bind)
     command = launchers.jupyter_command(["--debug"], tmp_path, lab=True)
-    address = "0.0.0.0" if in_container else "127.0.0.1"
+    address = bind or "127.0.0.1"  # a container too: only the wrapper asks for 0.0.0.0
     assert command.argv[1:4] == ["lab", f"--ServerApp.ip={address}", "--ServerApp.port=8888"]
     assert f"--ServerApp.root_dir={tmp_path}" in command.argv
     assert ("--no-browser" in command.argv) == in_container
