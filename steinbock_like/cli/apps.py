@@ -167,7 +167,8 @@ def _jupyter(app: AppContext, args: tuple[str, ...], *, lab: bool) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_app
 def jupyter_cmd(app: AppContext, args: tuple[str, ...]) -> None:
-    """A Jupyter Notebook server on the data directory (port 8888, on 127.0.0.1 unless STEINBOCK_LIKE_BIND says otherwise)."""
+    """A Jupyter Notebook server on the data directory (port 8888; on 127.0.0.1 unless
+    STEINBOCK_LIKE_BIND says otherwise)."""
     _jupyter(app, args, lab=False)
 
 
@@ -175,7 +176,8 @@ def jupyter_cmd(app: AppContext, args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_app
 def jupyterlab_cmd(app: AppContext, args: tuple[str, ...]) -> None:
-    """A JupyterLab server on the data directory (port 8888, on 127.0.0.1 unless STEINBOCK_LIKE_BIND says otherwise)."""
+    """A JupyterLab server on the data directory (port 8888; on 127.0.0.1 unless
+    STEINBOCK_LIKE_BIND says otherwise)."""
     _jupyter(app, args, lab=True)
 
 

@@ -58,7 +58,14 @@ def check_cmd(app: AppContext, panel_file: Path, img_dir: Path, mask_dirs: tuple
     panel = read_panel(app.path(panel_file))
     images = list_images(app.path(img_dir))
     shapes = {}
+    named: dict[str, Path] = {}
     for path in images:
+        if named.setdefault(image_name(path), path) != path:
+            problems.append(
+                f"{path}: another image has the name {image_name(path)!r} "
+                f"({named[image_name(path)].name}); outputs named after it would collide"
+            )
+            continue
         try:
             shape = image_shape(path)
             panel_for_image(panel, shape[0], path)

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from steinbock_like.io.outputs import output_is_readable
+from steinbock_like.layout import RUN_METADATA
 from steinbock_like.runner.executors import LocalExecutor
 from steinbock_like.runner.jobs import BatchSummary, Executor, Job, JobResult
 from steinbock_like.runner.metadata import RunRecorder, read_previous_metadata
 from steinbock_like.runner.policy import (
     RunTable,
+    check_jobs,
     check_outputs,
     check_same_settings,
     check_writable,
@@ -82,11 +84,20 @@ def run_batch(
     """
     readable = readable or output_is_readable
     extra = [table.path] if table else []
+    check_jobs(jobs, extra)
     skip = check_outputs(jobs, overwrite=overwrite, resume=resume, readable=readable, extra=extra)
     output_dirs = sorted({path.parent for job in jobs for path in job.outputs.values()})
     record_dirs = output_dirs
     previous = read_previous_metadata(record_dirs) if resume else {}
     if skip:
+        if not isinstance(previous.get("parameters"), dict):
+            logger.warning(
+                "--resume: no readable %s in %s: the settings the %d finished image(s) were "
+                "made with cannot be checked against this run's",
+                RUN_METADATA,
+                ", ".join(str(d) for d in record_dirs),
+                len(skip),
+            )
         check_same_settings(previous, parameters, record_dirs, ignore=resume_ignores)
     check_writable(
         [*output_dirs, *(p.parent for p in extra)],
