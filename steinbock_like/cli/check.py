@@ -119,9 +119,13 @@ def check_output_names(path: Path) -> None:
 
     name = image_name(path)
     try:
-        length = len(os.fsencode(name + LONGEST_OUTPUT_SUFFIX))
+        name.encode("utf-8")
     except UnicodeError:
-        raise InputError(path, "the file system cannot store names made from this one") from None
+        raise InputError(
+            os.fsencode(path).decode("utf-8", "backslashreplace"),
+            "the name is not valid UTF-8 text (undecodable bytes); rename the file",
+        ) from None
+    length = len(os.fsencode(name + LONGEST_OUTPUT_SUFFIX))
     if length > NAME_MAX:
         raise InputError(
             path,

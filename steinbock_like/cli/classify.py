@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
@@ -159,6 +160,8 @@ def prepare_cmd(
         logger.warning("%s not found: every image channel is used separately", panel_path)
     images = list_images(app.path(img_dir))
     plan = crop_plan(images, scale=scale, cropsize=cropsize, seed=seed)
+    if resume:  # keep the crops an interrupted run made (random positions differ each run)
+        plan.update(_existing_crop_positions(app.path(cropout), plan, cropsize))
     jobs = []
     for path in images:
         name = image_name(path)
@@ -193,6 +196,22 @@ def prepare_cmd(
         app.path(imgout),
         app.path(cropout),
     )
+
+
+def _existing_crop_positions(crop_dir: Path, plan: dict, cropsize: int) -> dict:
+    """Position of each planned image's crop already in ``crop_dir`` (``--resume``)."""
+    from steinbock_like.classify.ilastik.prepare import parse_crop_file_name
+    from steinbock_like.errors import SteinbockLikeError
+
+    found = {}
+    for path in sorted(crop_dir.glob("*.h5")) if crop_dir.is_dir() else []:
+        try:
+            name, x, y, width, height = parse_crop_file_name(path)
+        except SteinbockLikeError:
+            continue
+        if plan.get(name) is not None and width == height == cropsize:
+            found[name] = (x, y)
+    return found
 
 
 def _parse_features(value: str):

@@ -165,9 +165,12 @@ def check_writable(directories: Iterable[Path], paths: Iterable[Path] = ()) -> N
     for path in paths:
         try:
             encoded = os.fsencode(path.name)
+            path.name.encode("utf-8")  # recorded in projects, tables and the run record
         except UnicodeError:
+            shown = os.fsencode(path.name).decode("utf-8", "backslashreplace")
             raise SteinbockLikeError(
-                f"{path}: the file system cannot store this name (unsupported characters)"
+                f"{path.parent}/{shown}: the name is not valid UTF-8 text (undecodable "
+                "bytes in the image's file name); rename the file"
             ) from None
         if len(encoded) > name_max:
             raise SteinbockLikeError(
