@@ -6,16 +6,28 @@
 #   docker build -t steinbock-like .                                   # this machine's arch
 #   docker buildx build --platform linux/amd64,linux/arm64 -t steinbock-like .
 #   docker run --rm -v "$PWD":/data --user "$(id -u):$(id -g)" steinbock-like --help
+#   docker build --build-arg WITH_ILASTIK=true -t steinbock-like .   # also ilastik 1.4
+#
+# The default build needs package registries only (Ubuntu's apt archive, PyPI, the
+# PyTorch and wxPython wheel indexes, ghcr.io for uv); WITH_ILASTIK=true also downloads
+# ilastik from files.ilastik.org (without it: `classify ilastik run --backend native`).
+#
+# The image runs as the unprivileged user steinbock-like (UID 1000) by default, and as
+# any UID given with --user (or by Singularity/Apptainer). Started as root (--user 0),
+# the entrypoint drops to the owner of /data (or UID 1000 where root owns it) before
+# running anything; STEINBOCK_LIKE_ALLOW_ROOT=1 keeps root.
 #
 # Platforms: linux/amd64 has everything. linux/arm64 has everything that exists there:
 # ilastik publishes no Linux arm64 build (use `classify ilastik run --backend native`), and
 # wxPython has no arm64 wheel, so CellProfiler's GUI is built from source there (slow).
 #
 # Stages: uv (tool) -> base (system libraries) -> pythons (CPython 3.11 and 3.9)
-#   -> app (/opt/venv, models) | cellprofiler (/opt/cellprofiler-venv) | ilastik (/opt/ilastik)
-#   -> final (runtime libraries + the three trees; runs as any UID).
+#   -> app (/opt/venv, models) | cellprofiler (/opt/cellprofiler-venv)
+#   | ilastik-true (/opt/ilastik, downloaded) or ilastik-false (a note), by WITH_ILASTIK
+#   -> final (runtime libraries + the trees; user steinbock-like, any UID works).
 
 ARG UBUNTU_VERSION=22.04
+ARG WITH_ILASTIK=false
 
 FROM ghcr.io/astral-sh/uv:0.5.11 AS uv
 
@@ -95,8 +107,14 @@ RUN if [ "$TARGETARCH" = "amd64" ]; then \
     && /opt/cellprofiler-venv/bin/python -c "import wx, cellprofiler"
 
 # ---------------------------------------------------------------------------------------
-# ilastik 1.4 (reads 1.3.3 projects too); Linux builds exist for x86-64 only.
-FROM base AS ilastik
+# ilastik 1.4 (reads 1.3.3 projects too), only with --build-arg WITH_ILASTIK=true (BuildKit
+# builds only the stage selected below); Linux builds exist for x86-64 only.
+FROM base AS ilastik-false
+RUN mkdir -p /opt/ilastik \
+    && echo "ilastik: not in this image (build with --build-arg WITH_ILASTIK=true); use --backend native" \
+        > /opt/ilastik/NOT-AVAILABLE
+
+FROM base AS ilastik-true
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG TARGETARCH
 ARG ILASTIK_VERSION=1.4.1.post1
@@ -109,6 +127,9 @@ RUN mkdir -p /opt/ilastik \
         echo "ilastik: no Linux build for ${TARGETARCH}; use --backend native" \
             > /opt/ilastik/NOT-AVAILABLE; \
     fi
+
+# hadolint ignore=DL3006
+FROM ilastik-${WITH_ILASTIK} AS ilastik
 
 # ---------------------------------------------------------------------------------------
 FROM base AS final
@@ -138,10 +159,14 @@ COPY --from=cellprofiler /opt/cellprofiler-venv /opt/cellprofiler-venv
 COPY --from=ilastik /opt/ilastik /opt/ilastik
 COPY docker/entrypoint.sh /usr/local/bin/steinbock-like-entrypoint
 COPY docker/steinbock-like.sh /opt/steinbock-like/steinbock-like.sh
-# Any UID may run the image: HOME and /data are world-writable (sticky), and the
-# entrypoint makes a private HOME where that is not enough. The X socket directory
-# exists root-owned, as X servers expect.
-RUN mkdir -p /data /home/steinbock-like \
+# The default user steinbock-like (UID/GID 1000); any other UID may run the image too:
+# HOME and /data are world-writable (sticky), and the entrypoint makes a private HOME
+# where that is not enough. The X socket directory exists root-owned, as X servers expect.
+RUN groupadd --gid 1000 steinbock-like \
+    && useradd --uid 1000 --gid 1000 --home-dir /home/steinbock-like --no-create-home \
+        --shell /bin/bash steinbock-like \
+    && mkdir -p /data /home/steinbock-like \
+    && chown 1000:1000 /home/steinbock-like \
     && chmod 1777 /data /home/steinbock-like \
     && mkdir -p /tmp/.X11-unix \
     && chmod 1777 /tmp/.X11-unix \
@@ -159,6 +184,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     QT_QPA_PLATFORM=xcb
 WORKDIR /data
+USER 1000:1000
 # 6080: the browser desktop (apps --display vnc); 8888: Jupyter.
 EXPOSE 6080 8888
 ENTRYPOINT ["/usr/local/bin/steinbock-like-entrypoint"]

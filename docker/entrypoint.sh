@@ -6,10 +6,41 @@
 #   docker run ... IMAGE --help              -> steinbock-like --help
 #   docker run ... IMAGE bash                -> bash (any program on PATH, or a path)
 #
-# No setuid helper, no user switching: the container runs as the invoking user
-# (docker run --user "$(id -u):$(id -g)"), and the same image runs unmodified under
-# Singularity/Apptainer, which may not call this script at all (singularity exec).
+# The image runs as the unprivileged user steinbock-like (UID 1000) unless --user says
+# otherwise (docker run --user "$(id -u):$(id -g)"); the same image runs unmodified under
+# Singularity/Apptainer, which runs as the invoking user and may not call this script at
+# all (singularity exec). Started as root (--user 0, or an orchestrator's default), this
+# script drops root before anything runs, with setpriv (util-linux, part of every Debian/
+# Ubuntu base): to the owner of the data directory where that is not root (outputs then
+# belong to the host user who owns the mounted folder), else to UID/GID 1000.
+# STEINBOCK_LIKE_ALLOW_ROOT=1 keeps root (e.g. to install packages in a derived image).
 set -eu
+
+data_dir="${STEINBOCK_LIKE_DATA_DIR:-/data}"
+default_uid="${STEINBOCK_LIKE_DEFAULT_UID:-1000}"
+default_gid="${STEINBOCK_LIKE_DEFAULT_GID:-1000}"
+if [ "$(id -u)" = 0 ] && [ "${STEINBOCK_LIKE_ALLOW_ROOT:-0}" != 1 ]; then
+    uid="$(stat -c %u "$data_dir" 2>/dev/null || echo 0)"
+    gid="$(stat -c %g "$data_dir" 2>/dev/null || echo 0)"
+    if [ "$uid" = 0 ]; then
+        uid="$default_uid"
+        gid="$default_gid"
+    fi
+    case "$uid$gid" in
+        '' | *[!0-9]*)
+            echo "steinbock-like entrypoint: cannot tell which user to run as (uid '$uid', gid '$gid')" >&2
+            exit 1
+            ;;
+    esac
+    if [ "$HOME" = /root ] || [ -z "${HOME:-}" ]; then
+        HOME=/home/steinbock-like
+        export HOME
+    fi
+    unset USER LOGNAME
+    # Re-run this script as that user: the rest below then applies to it.
+    exec "${STEINBOCK_LIKE_SETPRIV:-setpriv}" --reuid="$uid" --regid="$gid" --clear-groups \
+        --inh-caps=-all --bounding-set=-all -- "$0" "$@"
+fi
 
 steinbock_like="${STEINBOCK_LIKE_BIN:-steinbock-like}"
 # steinbock-like's commands win over programs of the same name.

@@ -66,6 +66,9 @@ steinbock_like_docker_run() {
 
     if ((uses_apps)); then
         options+=(--publish "127.0.0.1:$vnc_port:$vnc_port")
+        # Published on the host's 127.0.0.1 only: inside, listen beyond the loopback so
+        # that the published port reaches the desktop and Jupyter.
+        options+=(--env "STEINBOCK_LIKE_BIND=0.0.0.0")
         options+=(--env "STEINBOCK_LIKE_VNC_PORT=$vnc_port")
         options+=(--publish "127.0.0.1:$jupyter_port:8888")
     fi

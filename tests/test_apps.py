@@ -208,14 +208,15 @@ def test_launchers_find_apps_and_say_where_they_are_missing(tmp_path, monkeypatc
     assert command.argv == [sys.executable, "-m", "cellprofiler", "-p", "x.cppipe"]
 
 
-@pytest.mark.parametrize("in_container", [True, False])
-def test_jupyter_binds_all_addresses_only_in_a_container(tmp_path, monkeypatch, in_container):
+@pytest.mark.parametrize(("in_container", "bind"), [(True, ""), (False, ""), (True, "0.0.0.0")])
+def test_jupyter_binds_loopback_unless_asked(tmp_path, monkeypatch, in_container, bind):
     from steinbock_like.apps import launchers
 
     monkeypatch.setattr(launchers, "in_docker_container", lambda: in_container)
     monkeypatch.setattr(launchers.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setenv("STEINBOCK_LIKE_BIND", bind)
     command = launchers.jupyter_command(["--debug"], tmp_path, lab=True)
-    address = "0.0.0.0" if in_container else "127.0.0.1"
+    address = bind or "127.0.0.1"  # a container too: only the wrapper asks for 0.0.0.0
     assert command.argv[1:4] == ["lab", f"--ServerApp.ip={address}", "--ServerApp.port=8888"]
     assert f"--ServerApp.root_dir={tmp_path}" in command.argv
     assert ("--no-browser" in command.argv) == in_container
@@ -427,3 +428,101 @@ def test_apps_reports_a_missing_app_in_one_line(tmp_path):
         f"Error: ilastik not found at {tmp_path / 'nowhere.sh'}: install ilastik 1.4 and set "
         "ILASTIK_BINARY to its run_ilastik.sh, or use the steinbock-like container image"
     ]
+
+
+# -- safe by default: the browser desktop ---------------------------------------------------------
+class _FakeDesktop:
+    """Stands in for VncDesktop: records where it was asked to listen."""
+
+    instances: list = []
+
+    def __init__(self, web_port, *, bind_address, geometry, password, work_dir):
+        self.web_port, self.bind_address, self.password = web_port, bind_address, password
+        _FakeDesktop.instances.append(self)
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    @property
+    def env(self):
+        return {"DISPLAY": ":99"}
+
+    @property
+    def url(self):
+        return f"http://localhost:{self.web_port}/vnc.html" + (
+            "?password=x" if self.password else ""
+        )
+
+
+@pytest.mark.parametrize("in_container", [True, False])
+@pytest.mark.parametrize("password", [True, False])
+def test_browser_desktop_listens_on_loopback_and_warns_without_password(
+    monkeypatch, in_container, password
+):
+    from steinbock_like.apps import launch
+
+    monkeypatch.setattr(launch, "VncDesktop", _FakeDesktop)
+    monkeypatch.setattr(launch, "in_docker_container", lambda: in_container)
+    monkeypatch.setattr(launch, "choose_display", lambda mode: ("vnc", None))
+    monkeypatch.delenv("STEINBOCK_LIKE_BIND", raising=False)
+    _FakeDesktop.instances.clear()
+    messages = []
+    command = launch.AppCommand("true", ["true"])
+    status = launch.run_app(
+        command, display="vnc", vnc_port=6099, vnc_password=password, announce=messages.append
+    )
+    assert status == 0
+    assert _FakeDesktop.instances[0].bind_address == "127.0.0.1"  # a container too
+    warnings = [m for m in messages if "NO PASSWORD" in m]
+    if password:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1
+        assert "http://localhost:6099/vnc.html" in warnings[0]
+        assert "127.0.0.1:6099" in warnings[0] and "ssh -L 6099:localhost:6099" in warnings[0]
+        assert warnings[0].count("#" * 80) == 2  # loud: framed, before the address line
+        assert messages.index(warnings[0]) < len(messages) - 1
+
+
+def test_the_desktop_listens_elsewhere_only_when_asked(monkeypatch):
+    from steinbock_like.apps import launch
+
+    monkeypatch.setenv("STEINBOCK_LIKE_BIND", "0.0.0.0")
+    assert launch.default_bind_address() == "0.0.0.0"
+    monkeypatch.delenv("STEINBOCK_LIKE_BIND")
+    monkeypatch.setattr(launch, "in_docker_container", lambda: True)
+    assert launch.default_bind_address() == "127.0.0.1"
+
+
+def test_every_help_text_and_example_publishes_on_loopback_only(capsys):
+    import re
+
+    from cli_helpers import run as run_cli
+
+    texts = {}
+    for args in (
+        ["apps", "--help"],
+        ["apps", "ilastik", "--help"],
+        ["apps", "jupyterlab", "--help"],
+    ):
+        run_cli(*args)
+        texts[" ".join(args)] = capsys.readouterr().out
+    repo = Path(__file__).resolve().parents[1]
+    for path in [
+        repo / "README.md",
+        repo / "Dockerfile",
+        *(repo / "docker").iterdir(),
+        *(repo / "docs").glob("*.md"),
+        *(repo / "steinbock_like" / "apps").glob("*.py"),
+        repo / "steinbock_like" / "cli" / "apps.py",
+    ]:
+        texts[str(path)] = path.read_text()
+    publish = re.compile(r"(?:-p|--publish)[ =]\"?([0-9.:$a-z_{}]+:[0-9$a-z_{}]+)")
+    found = {(where, m) for where, text in texts.items() for m in publish.findall(text)}
+    assert found  # the examples exist
+    assert [(where, m) for where, m in found if not m.startswith("127.0.0.1:")] == []
+    assert "-p 127.0.0.1:6080:6080" in texts["apps --help"]
+    assert "ssh -L 6080:localhost:6080" in texts["apps --help"]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -185,6 +186,21 @@ def test_wrapper_sourced_and_aliased_behave_the_same(fake_docker):
 
 
 # -- the entrypoint -------------------------------------------------------------------------
+FAKE_ID = """#!/usr/bin/env bash
+if [ "${1-}" = -u ]; then echo "$FAKE_UID"; exit 0; fi
+exec /usr/bin/id "$@"
+"""
+FAKE_SETPRIV = """#!/usr/bin/env bash
+printf '%s\\n' "$@" > "$RECORD.setpriv"
+uid=
+while [ "$#" -gt 0 ]; do
+    case "$1" in --reuid=*) uid="${1#--reuid=}" ;; --) shift; break ;; esac
+    shift
+done
+FAKE_UID="$uid" exec bash "$@"
+"""
+
+
 @pytest.fixture
 def entrypoint(tmp_path):
     """Run the entrypoint with a fake steinbock-like and a fake program on PATH."""
@@ -192,6 +208,12 @@ def entrypoint(tmp_path):
     _fake_command(bin_dir, "steinbock-like")
     _fake_command(bin_dir, "myprogram")
     _fake_command(bin_dir, "check")  # a program named like a steinbock-like command
+    # `id -u` answers $FAKE_UID (so that tests run as root or not need no privileges);
+    # setpriv records its options and re-runs the command as $FAKE_UID=the new UID.
+    (bin_dir / "id").write_text(FAKE_ID)
+    (bin_dir / "setpriv").write_text(FAKE_SETPRIV)
+    for name in ("id", "setpriv"):
+        (bin_dir / name).chmod(0o755)
     home = tmp_path / "home"
     home.mkdir()
     record = tmp_path / "record"
@@ -204,6 +226,7 @@ def entrypoint(tmp_path):
             "TMPDIR": str(tmp_path),
             "RECORD": str(record),
             "STEINBOCK_LIKE_X11_DIR": str(tmp_path / "x11"),
+            "FAKE_UID": "1234",
         }
         for name, value in (env or {}).items():
             if value is None:
@@ -303,7 +326,17 @@ def test_dockerfile_passes_hadolint():
 def test_dockerfile_has_what_the_image_needs():
     text = (REPO / "Dockerfile").read_text()
     stages = [line.split()[-1] for line in text.splitlines() if line.startswith("FROM ")]
-    assert stages == ["uv", "base", "pythons", "app", "cellprofiler", "ilastik", "final"]
+    assert stages == [
+        "uv",
+        "base",
+        "pythons",
+        "app",
+        "cellprofiler",
+        "ilastik-false",
+        "ilastik-true",
+        "ilastik",
+        "final",
+    ]
     for needle in (
         "/opt/cellprofiler-venv",
         "steinbock-like models get mesmer",
@@ -332,3 +365,58 @@ def test_dockerfile_has_what_the_image_needs():
     for source in sources:
         assert any(source == rule or source.startswith(f"{rule}/") for rule in allowed), source
         assert (REPO / source).exists(), source
+
+
+# -- dropping root ----------------------------------------------------------------------------
+def _setpriv_options(entrypoint) -> list[str]:
+    path = Path(f"{entrypoint.tmp_path / 'record'}.setpriv")
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_entrypoint_as_a_user_runs_without_setpriv(entrypoint):
+    argv, _env = entrypoint(["segment", "mesmer"])
+    assert argv == ["steinbock-like", "segment", "mesmer"]
+    assert _setpriv_options(entrypoint) == []
+
+
+def test_entrypoint_as_root_drops_to_uid_1000_where_root_owns_the_data(entrypoint):
+    data = entrypoint.tmp_path / "data"
+    data.mkdir()
+    owner = data.stat().st_uid
+    env = {"FAKE_UID": "0", "STEINBOCK_LIKE_DATA_DIR": str(data), "HOME": "/root"}
+    argv, recorded_env = entrypoint(["segment", "mesmer", "a b"], env=env)
+    assert argv == ["steinbock-like", "segment", "mesmer", "a b"]  # arguments unchanged
+    options = _setpriv_options(entrypoint)
+    expected_uid = "1000" if owner == 0 else str(owner)
+    expected_gid = "1000" if owner == 0 else str(data.stat().st_gid)
+    assert options[:3] == [f"--reuid={expected_uid}", f"--regid={expected_gid}", "--clear-groups"]
+    assert "--bounding-set=-all" in options and options[options.index("--") + 1] == str(ENTRYPOINT)
+    assert recorded_env["HOME"] != "/root"  # root's home is not the user's
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_entrypoint_as_root_drops_to_the_owner_of_the_data(entrypoint):
+    data = entrypoint.tmp_path / "data"
+    data.mkdir()
+    os.chown(data, 4321, 8765)
+    entrypoint(["check"], env={"FAKE_UID": "0", "STEINBOCK_LIKE_DATA_DIR": str(data)})
+    assert _setpriv_options(entrypoint)[:2] == ["--reuid=4321", "--regid=8765"]
+
+
+def test_entrypoint_keeps_root_only_when_asked(entrypoint):
+    env = {"FAKE_UID": "0", "STEINBOCK_LIKE_ALLOW_ROOT": "1"}
+    argv, _env = entrypoint(["check"], env=env)
+    assert argv == ["steinbock-like", "check"] and _setpriv_options(entrypoint) == []
+
+
+def test_dockerfile_runs_as_an_unprivileged_user_and_ilastik_is_optional():
+    text = (REPO / "Dockerfile").read_text()
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users == ["1000:1000"]  # numeric: runAsNonRoot can verify it
+    assert "useradd --uid 1000" in text
+    assert "ARG WITH_ILASTIK=false" in text
+    assert "FROM ilastik-${WITH_ILASTIK} AS ilastik" in text
+    # the default stage downloads nothing; only ilastik-true talks to files.ilastik.org
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)
+    downloads = [stage.split()[2] for stage in stages[1:] if "files.ilastik.org" in stage]
+    assert downloads == ["ilastik-true"]

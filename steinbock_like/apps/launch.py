@@ -96,8 +96,25 @@ def in_docker_container() -> bool:
 
 
 def default_bind_address() -> str:
-    """``$STEINBOCK_LIKE_BIND``, else ``0.0.0.0`` in a Docker container, else ``127.0.0.1``."""
-    return os.environ.get(BIND_ENV) or ("0.0.0.0" if in_docker_container() else "127.0.0.1")
+    """``$STEINBOCK_LIKE_BIND``, else ``127.0.0.1``, in a container too.
+
+    Inside a container started with ``--network host``, 0.0.0.0 would be every interface
+    of the host; a published port (``-p 127.0.0.1:6080:6080``) needs the container to
+    listen beyond its loopback, which the user (or docker/steinbock-like.sh) asks for with
+    ``-e STEINBOCK_LIKE_BIND=0.0.0.0``.
+    """
+    return os.environ.get(BIND_ENV) or "127.0.0.1"
+
+
+#: Printed when the browser desktop has no password.
+NO_PASSWORD_WARNING = """\
+################################################################################
+WARNING: --no-vnc-password: the desktop at {url} has NO PASSWORD.
+Anyone who can reach {address}:{port} controls it, and the files and programs
+of this session with your permissions. Publish it on 127.0.0.1 only
+(-p 127.0.0.1:{port}:{port}) and reach it from elsewhere through an SSH tunnel
+(ssh -L {port}:localhost:{port} HOST), or drop --no-vnc-password.
+################################################################################"""
 
 
 def choose_display(mode: str, display_text: str | None = None) -> tuple[str, X11Display | None]:
@@ -239,6 +256,12 @@ def run_app(
                     stack.callback(desktop.stop)
                     desktop.start()
                     display_env = desktop.env
+                    if not vnc_password:
+                        announce(
+                            NO_PASSWORD_WARNING.format(
+                                url=desktop.url, address=desktop.bind_address, port=vnc_port
+                            )
+                        )
                     announce(f"{command.name} is shown in the web browser: open {desktop.url}")
                 else:
                     display_env = _x11_display_env(x11_display, work_dir)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from steinbock_like.apps.launch import AppCommand, in_docker_container
+from steinbock_like.apps.launch import AppCommand, default_bind_address, in_docker_container
 from steinbock_like.errors import MissingToolError
 
 ILASTIK_BINARY_ENV = "ILASTIK_BINARY"
@@ -75,8 +75,10 @@ def jupyter_command(
 ) -> AppCommand:
     """A Jupyter Notebook or JupyterLab server rooted at the data directory.
 
-    In a Docker container it listens on 0.0.0.0 (the published port must reach it) and
-    does not try to open a browser; elsewhere on 127.0.0.1.
+    It listens on ``$STEINBOCK_LIKE_BIND``, else 127.0.0.1 (see
+    :func:`~steinbock_like.apps.launch.default_bind_address`: docker/steinbock-like.sh sets
+    0.0.0.0 where it publishes the port on the host's 127.0.0.1); in a container it does
+    not try to open a browser.
     """
     module = "jupyterlab" if lab else "notebook"
     if importlib.util.find_spec(module) is None:
@@ -86,7 +88,7 @@ def jupyter_command(
             "container image"
         )
     jupyter = shutil.which("jupyter") or str(Path(sys.executable).with_name("jupyter"))
-    address = bind_address or ("0.0.0.0" if in_docker_container() else "127.0.0.1")
+    address = bind_address or default_bind_address()
     argv = [jupyter, "lab" if lab else "notebook", f"--ServerApp.ip={address}"]
     argv += [f"--ServerApp.port={JUPYTER_PORT}", f"--ServerApp.root_dir={data_dir}"]
     if in_docker_container():

@@ -19,7 +19,9 @@ HELP = """Run ilastik, CellProfiler, napari or Jupyter on the data directory.
 Where windows go (--display):
   x11   the X11 display in $DISPLAY (with Docker: -e DISPLAY -v /tmp/.X11-unix:/tmp/.X11-unix)
   vnc   a virtual desktop shown in the web browser: open the printed
-        http://localhost:PORT/vnc.html address (publish the port: -p 6080:6080)
+        http://localhost:PORT/vnc.html address (with Docker, publish it on this
+        machine only: -p 127.0.0.1:6080:6080 -e STEINBOCK_LIKE_BIND=0.0.0.0;
+        from another machine use an SSH tunnel: ssh -L 6080:localhost:6080 HOST)
   auto  x11 where a display answers, vnc otherwise (default)
 
 Arguments the command does not know are passed to the app unchanged (put them
@@ -51,7 +53,9 @@ def display_options(function):
         "--vnc-password/--no-vnc-password",
         default=True,
         show_default=True,
-        help="Protect the browser desktop with a one-time password (part of the printed URL).",
+        help="Protect the browser desktop with a one-time password (part of the printed URL). "
+        "--no-vnc-password leaves it open to anyone who reaches the port (a warning is "
+        "printed).",
     )
     @click.option(
         "--geometry",
@@ -171,7 +175,8 @@ def _jupyter(app: AppContext, args: tuple[str, ...], *, lab: bool) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_app
 def jupyter_cmd(app: AppContext, args: tuple[str, ...]) -> None:
-    """A Jupyter Notebook server on the data directory (port 8888; 0.0.0.0 in a container)."""
+    """A Jupyter Notebook server on the data directory (port 8888; on 127.0.0.1 unless
+    STEINBOCK_LIKE_BIND says otherwise)."""
     _jupyter(app, args, lab=False)
 
 
@@ -179,7 +184,8 @@ def jupyter_cmd(app: AppContext, args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_app
 def jupyterlab_cmd(app: AppContext, args: tuple[str, ...]) -> None:
-    """A JupyterLab server on the data directory (port 8888; 0.0.0.0 in a container)."""
+    """A JupyterLab server on the data directory (port 8888; on 127.0.0.1 unless
+    STEINBOCK_LIKE_BIND says otherwise)."""
     _jupyter(app, args, lab=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
@@ -163,6 +164,9 @@ def prepare_cmd(
     )
     plan = crop_plan(images, scale=scale, cropsize=cropsize, seed=seed)
     plan.update({name: pos for name, pos in recorded_plan.items() if name in plan})
+    if resume:  # crops on disk of images the record lacks (killed before it was written)
+        found = _existing_crop_positions(app.path(cropout), plan, cropsize)
+        plan.update({name: pos for name, pos in found.items() if name not in recorded_plan})
     jobs = []
     for path in images:
         name = image_name(path)
@@ -234,6 +238,22 @@ def _resume_crop_plan(directories, seed, *, overwrite: bool, resume: bool):
         if isinstance(crop, list) and len(crop) == 2:
             plan[name] = (int(crop[0]), int(crop[1]))
     return seed, plan
+
+
+def _existing_crop_positions(crop_dir: Path, plan: dict, cropsize: int) -> dict:
+    """Position of each planned image's crop already in ``crop_dir`` (``--resume``)."""
+    from steinbock_like.classify.ilastik.prepare import parse_crop_file_name
+    from steinbock_like.errors import SteinbockLikeError
+
+    found = {}
+    for path in sorted(crop_dir.glob("*.h5")) if crop_dir.is_dir() else []:
+        try:
+            name, x, y, width, height = parse_crop_file_name(path)
+        except SteinbockLikeError:
+            continue
+        if plan.get(name) is not None and width == height == cropsize:
+            found[name] = (x, y)
+    return found
 
 
 def _parse_features(value: str):

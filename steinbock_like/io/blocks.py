@@ -14,7 +14,7 @@ import tifffile
 
 from steinbock_like.errors import InputError
 from steinbock_like.io.images import image_shape, read_image
-from steinbock_like.io.tiff import tifffile_errors
+from steinbock_like.io.tiff import check_finite, tifffile_errors
 
 # A band of about this many pixels is decoded at a time (16 Mi pixels = 64 MiB float32).
 BAND_PIXELS = 1 << 24
@@ -114,6 +114,11 @@ class ChannelBands:
             for start in range(0, height, min_rows):
                 yield start, self._image[index, start : start + min_rows]
             return
+        for start, band in self._read_bands(index, min_rows):
+            yield start, check_finite(band, self.path)
+
+    def _read_bands(self, index: int, min_rows: int):
+        num_channels, height, width = self.shape
         page = self._pages[index]
         try:
             with tifffile_errors() as errors:

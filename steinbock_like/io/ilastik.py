@@ -23,6 +23,7 @@ import numpy as np
 
 from steinbock_like.errors import InputError
 from steinbock_like.io.atomic import atomic_path
+from steinbock_like.io.tiff import check_finite
 
 IMAGE_DATASET = "img"
 CROP_DATASET = "crop"
@@ -138,7 +139,7 @@ def read_ilastik_dataset(
             if dataset_name not in file:
                 raise InputError(path, f"no dataset '{dataset_name}'")
             dataset = file[dataset_name]
-            array = dataset[()]
+            array = check_finite(dataset[()], path)
             attrs = {key: _decoded(value) for key, value in dataset.attrs.items()}
     except OSError as error:
         raise InputError(path, f"not a readable HDF5 file ({error})") from error
@@ -167,7 +168,7 @@ def open_ilastik_image(path: str | Path) -> Iterator[h5py.Dataset]:
     Raises
     ------
     InputError
-        If the file is unreadable or its dataset is not CYX.
+        If the file is unreadable, its dataset is not CYX or holds NaN/infinite values.
     """
     path = Path(path)
     try:
@@ -182,7 +183,17 @@ def open_ilastik_image(path: str | Path) -> Iterator[h5py.Dataset]:
                 raise InputError(path, f"expected CYX data, the axistags say {''.join(axes)}")
         if dataset.ndim != 3:
             raise InputError(path, f"expected CYX data, found shape {dataset.shape}")
+        _check_finite_rows(dataset, path)
         yield dataset
+
+
+def _check_finite_rows(dataset: h5py.Dataset, path: Path, pixels: int = 1 << 24) -> None:
+    """Scan a CYX dataset for NaN/Inf band by band (bounded memory)."""
+    if not np.issubdtype(dataset.dtype, np.floating) or not dataset.size:
+        return
+    rows = max(1, pixels // max(1, dataset.shape[0] * dataset.shape[2]))
+    for start in range(0, dataset.shape[1], rows):
+        check_finite(dataset[:, start : start + rows, :], path)
 
 
 def is_readable_hdf5(path: str | Path) -> bool:

@@ -334,11 +334,14 @@ def external_file_name(file_path: str) -> str:
 
 
 def _put(group: h5py.Group, name: str, value, dtype=None) -> h5py.Dataset:
-    """Create or replace a dataset; str values become variable-length strings (ASCII default)."""
+    """Create or replace a dataset; str values become variable-length strings (ASCII
+    default, UTF-8 where the text is not ASCII)."""
     if name in group:
         del group[name]
     if isinstance(value, str):
         encoding = dtype if dtype in ("ascii", "utf-8") else "ascii"
+        if not value.isascii():  # e.g. a lane named after "example_001 ü 日.tiff"
+            encoding = "utf-8"
         return group.create_dataset(name, data=value, dtype=h5py.string_dtype(encoding))
     if dtype is not None:
         value = np.asarray(value, dtype=dtype)

@@ -1,5 +1,7 @@
 """Multichannel images: TIFF/OME-TIFF in CYX order, read as float32 without rescaling."""
 
+import contextlib
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -9,8 +11,95 @@ import tifffile
 
 from steinbock_like.errors import InputError
 from steinbock_like.io.atomic import atomic_path
-from steinbock_like.io.tiff import read_tiff, tiff_shape, tifffile_errors, write_tiff
+from steinbock_like.io.tiff import (
+    check_finite,
+    read_tiff,
+    tiff_shape,
+    tifffile_errors,
+    write_tiff,
+)
 from steinbock_like.layout import IMAGE_SUFFIXES
+
+#: Environment variable: the most bytes (as float32) an image read whole may take.
+MAX_IMAGE_BYTES_ENV = "STEINBOCK_LIKE_MAX_IMAGE_BYTES"
+#: Pixels per channel beyond which an image is refused whatever the memory: 2**31
+#: overflows the 32-bit indices of the tools downstream (OpenCV, ONNX, ilastik).
+MAX_CHANNEL_PIXELS = 2**31
+
+
+def image_memory_limit() -> int:
+    """Bytes a whole float32 image may take: ``$STEINBOCK_LIKE_MAX_IMAGE_BYTES``, else
+    a quarter of the machine's memory (commands hold a few copies of an image)."""
+    configured = os.environ.get(MAX_IMAGE_BYTES_ENV)
+    if configured:
+        with contextlib.suppress(ValueError):
+            return int(float(configured))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 16 << 30
+    return memory // 4
+
+
+def check_image_size(path: str | Path, shape: tuple[int, ...]) -> None:
+    """Refuse an image too large to hold whole: beyond :data:`MAX_CHANNEL_PIXELS` per
+    channel, or beyond :func:`image_memory_limit` bytes as float32.
+
+    Judged from the shape alone (e.g. :func:`image_shape`, the TIFF header), so a tiny
+    compressed file that unpacks to gigabytes is refused before it is unpacked.
+
+    Raises
+    ------
+    InputError
+        One line giving the image's size and the limit.
+    """
+    *channels, height, width = shape
+    num_channels = int(np.prod(channels)) if channels else 1
+    pixels = int(height) * int(width)
+    size = f"{num_channels} x {height} x {width}"
+    if pixels > MAX_CHANNEL_PIXELS:
+        raise InputError(
+            path, f"image of {size} pixels: more than {MAX_CHANNEL_PIXELS} pixels per channel"
+        )
+    needed, limit = num_channels * pixels * 4, image_memory_limit()
+    if needed > limit:
+        raise InputError(
+            path,
+            f"image of {size} pixels needs {needed / 2**30:.1f} GiB as float32, beyond the "
+            f"limit of {limit / 2**30:.1f} GiB (set {MAX_IMAGE_BYTES_ENV} to raise it, or "
+            "split the image)",
+        )
+
+
+#: A strip: an image with a side under MIN_SEGMENT_SIDE pixels and the other over
+#: MAX_STRIP_LENGTH. The tile-based segmenters (Mesmer, Cellpose) refuse it: it holds no
+#: whole cell at 1 um/pixel, and the model's fixed-size tiles (256 px for Mesmer, after
+#: its 2x resize) would be mostly padding: a 10 x 100,000 strip costs ~800 tiles for
+#: 1 Mpx, a quarter of an hour and more on a CPU. Outside this rule, padding costs at
+#: most 4x an image's own pixels (or a few tiles for a small image), so time follows
+#: the pixel count.
+MIN_SEGMENT_SIDE = 32
+MAX_STRIP_LENGTH = 1024
+
+
+def check_segmentable(path: str | Path, shape: tuple[int, ...]) -> None:
+    """Refuse a strip (see :data:`MIN_SEGMENT_SIDE`) before a tile-based segmenter
+    spends hours on it; ``shape`` ends with (height, width).
+
+    Raises
+    ------
+    InputError
+        One line giving the image's size and the rule.
+    """
+    height, width = (int(n) for n in shape[-2:])
+    if min(height, width) < MIN_SEGMENT_SIDE and max(height, width) > MAX_STRIP_LENGTH:
+        raise InputError(
+            path,
+            f"image of {height} x {width} pixels is too thin to segment (a side under "
+            f"{MIN_SEGMENT_SIDE} pixels and the other over {MAX_STRIP_LENGTH}: no whole "
+            "cell fits, and the model's tiles would be mostly padding); check the image's "
+            "axis order",
+        )
 
 
 def read_image(path: str | Path, *, num_channels: int | None = None) -> np.ndarray:
@@ -27,7 +116,15 @@ def read_image(path: str | Path, *, num_channels: int | None = None) -> np.ndarr
     -------
     ndarray of float32, shape (C, Y, X)
         Pixel values as stored (no rescaling).
+
+    Raises
+    ------
+    InputError
+        For an unreadable file, a shape that is not CYX, another channel count
+        than ``num_channels``, NaN/infinite pixels, or a size beyond
+        :func:`check_image_size`'s limits (judged before reading the pixels).
     """
+    check_image_size(path, image_shape(path))
     array = read_tiff(path)
     if array.ndim == 2:
         array = array[np.newaxis]
@@ -37,7 +134,7 @@ def read_image(path: str | Path, *, num_channels: int | None = None) -> np.ndarr
         raise InputError(
             path, f"image has {array.shape[0]} channels but the panel lists {num_channels}"
         )
-    return array.astype(np.float32, copy=False)
+    return check_finite(array.astype(np.float32, copy=False), path)
 
 
 def iter_image_channels(
@@ -51,7 +148,8 @@ def iter_image_channels(
     Raises
     ------
     InputError
-        For an unreadable or truncated file, or an index beyond the channel count.
+        For an unreadable or truncated file, an index beyond the channel count, or
+        NaN/infinite pixels.
     """
     num_channels, height, width = image_shape(path)
     indices = list(range(num_channels)) if indices is None else list(indices)
@@ -70,7 +168,7 @@ def iter_image_channels(
                     channel = pages[index].asarray()
                     if errors:
                         break
-                    yield index, channel.astype(np.float32, copy=False)
+                    yield index, check_finite(channel.astype(np.float32, copy=False), path)
     except InputError:
         raise
     except Exception as error:

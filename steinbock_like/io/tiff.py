@@ -52,6 +52,36 @@ def tiff_shape(path: str | Path) -> tuple[int, ...]:
     return tuple(n for n, axis in zip(shape, axes, strict=True) if n > 1 or axis in "YXS")
 
 
+def tiff_dtype(path: str | Path) -> np.dtype:
+    """Return the pixel dtype of a TIFF without reading its pixels."""
+    with open_tiff(path) as tif:
+        return np.dtype(tif.series[0].dtype)
+
+
+def check_finite(array: np.ndarray, path: str | Path, what: str = "pixel") -> np.ndarray:
+    """Raise :class:`InputError` naming ``path`` if a float ``array`` holds NaN or Inf.
+
+    Integer arrays pass unchecked. Costs one min and one max pass (no temporary
+    array): NaN propagates through both, and an infinity is an extreme.
+
+    Returns
+    -------
+    ndarray
+        ``array`` itself, so that readers can return ``check_finite(array, path)``.
+    """
+    if array.size and np.issubdtype(array.dtype, np.floating):
+        low, high = array.min(), array.max()
+        if not (np.isfinite(low) and np.isfinite(high)):
+            nan = int(np.count_nonzero(np.isnan(array)))
+            inf = int(np.count_nonzero(np.isinf(array)))
+            raise InputError(
+                path,
+                f"non-finite {what} values ({nan} NaN, {inf} infinite): replace them "
+                "(e.g. with 0) before processing",
+            )
+    return array
+
+
 def write_tiff(
     path: str | Path,
     array: np.ndarray,

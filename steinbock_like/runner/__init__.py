@@ -48,6 +48,7 @@ from steinbock_like.runner.jobs import (
 from steinbock_like.runner.metadata import package_versions, read_previous_metadata
 from steinbock_like.runner.policy import (
     RunTable,
+    check_jobs,
     check_outputs,
     check_same_settings,
     check_single_output,
@@ -64,6 +65,7 @@ __all__ = [
     "LocalExecutor",
     "RunTable",
     "Task",
+    "check_jobs",
     "check_outputs",
     "check_same_settings",
     "check_single_output",

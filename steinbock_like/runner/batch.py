@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from steinbock_like.io.outputs import output_is_readable
+from steinbock_like.layout import RUN_METADATA
 from steinbock_like.runner.executors import LocalExecutor
 from steinbock_like.runner.jobs import BatchSummary, Executor, Job, JobResult
 from steinbock_like.runner.metadata import RunRecorder, read_previous_metadata
 from steinbock_like.runner.policy import (
     RunTable,
+    check_jobs,
     check_outputs,
     check_same_settings,
     check_writable,
@@ -80,11 +84,20 @@ def run_batch(
     """
     readable = readable or output_is_readable
     extra = [table.path] if table else []
+    check_jobs(jobs, extra)
     skip = check_outputs(jobs, overwrite=overwrite, resume=resume, readable=readable, extra=extra)
     output_dirs = sorted({path.parent for job in jobs for path in job.outputs.values()})
     record_dirs = output_dirs
     previous = read_previous_metadata(record_dirs) if resume else {}
     if skip:
+        if not isinstance(previous.get("parameters"), dict):
+            logger.warning(
+                "--resume: no readable %s in %s: the settings the %d finished image(s) were "
+                "made with cannot be checked against this run's",
+                RUN_METADATA,
+                ", ".join(str(d) for d in record_dirs),
+                len(skip),
+            )
         check_same_settings(previous, parameters, record_dirs, ignore=resume_ignores)
     check_writable(
         [*output_dirs, *(p.parent for p in extra)],
@@ -94,6 +107,17 @@ def run_batch(
         remove_stale_temp_files(directory)
 
     earlier_images = previous.get("images", {})
+    if table is not None:
+        # A table row comes from the figures recorded when the image was done: an image
+        # finished just before a kill (outputs written, record not yet) is done again.
+        unrecorded = {name for name in skip if not earlier_images.get(name, {}).get("info")}
+        if unrecorded:
+            logger.info(
+                "%d finished image(s) have no recorded figures for %s: redone",
+                len(unrecorded),
+                table.path.name,
+            )
+            skip -= unrecorded
     results: dict[str, JobResult] = {
         job.name: JobResult(
             job.name, "skipped", info=earlier_images.get(job.name, {}).get("info", {})
@@ -117,14 +141,23 @@ def run_batch(
     )
     executor = executor or LocalExecutor(1)
     show_bar = sys.stderr.isatty() if progress is None else progress
+    recorder.write(results, finished=False)  # the settings are on record before any output
     try:
-        with _progress(len(todo), command, show_bar) as advance:
+        with _terminate_as_exit(), _progress(len(todo), command, show_bar) as advance:
             for done, result in enumerate(executor.run(task, todo), start=1):
                 results[result.name] = result
                 advance(result, done, len(todo))
                 recorder.update(results)
-    except BaseException:
+    except BaseException as error:
         recorder.write(results, finished=False)
+        if isinstance(error, KeyboardInterrupt | Terminated):
+            finished = sum(result.status != "skipped" for result in results.values())
+            logger.warning(
+                "%s: %d of %d images done; rerun with --resume to continue",
+                "terminated" if isinstance(error, Terminated) else "interrupted",
+                finished,
+                len(todo),
+            )
         raise
     summary = BatchSummary([results[job.name] for job in jobs])
     recorder.write(results, finished=True)
@@ -153,6 +186,29 @@ def write_run_table(table: RunTable, summary: BatchSummary) -> None:
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(table.columns))
     frame.index.name = table.index
     write_table(table.path, frame.sort_index())
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a batch: unwinds like Ctrl-C (workers stopped, record written)
+    and exits with status 143 (128 + SIGTERM) without a traceback."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """Turn SIGTERM into :class:`Terminated` while a batch runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise Terminated(128 + signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -26,14 +26,18 @@ logger = logging.getLogger("steinbock_like.runner")
 
 
 def execute_job(task: Callable, job: Job) -> JobResult:
-    """Run one job, turning any exception into a failed result."""
+    """Run one job, turning any exception into a failed result.
+
+    A failed job leaves none of its outputs: neither what it wrote before failing nor
+    an older file it was to replace (``--overwrite``, or a partial set on ``--resume``),
+    so no output of a failed image can be taken for a result of this run.
+    """
     start = time.perf_counter()
-    before = {path: _mtime(path) for path in job.outputs.values()}
     try:
         info = task(job) or {}
     except Exception as error:  # one image's failure must not stop the batch
         message = str(error) if isinstance(error, SteinbockLikeError) else describe_error(error)
-        _remove_written(before)
+        remove_outputs(job)
         return JobResult(
             job.name,
             "failed",
@@ -44,19 +48,11 @@ def execute_job(task: Callable, job: Job) -> JobResult:
     return JobResult(job.name, "ok", time.perf_counter() - start, info=info)
 
 
-def _mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def _remove_written(before: dict[Path, int | None]) -> None:
-    """Delete the outputs a failed job wrote (a failed image leaves no partial results)."""
-    for path, mtime in before.items():
-        if _mtime(path) not in (None, mtime):
-            with contextlib.suppress(OSError):
-                path.unlink()
+def remove_outputs(job: Job) -> None:
+    """Delete a failed job's output files (a failed image leaves no results)."""
+    for path in job.outputs.values():
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def threads_per_worker(workers: int, requested: int | None = None) -> int:
@@ -123,6 +119,9 @@ class ExternalToolExecutor:
 
     run_all: Callable[[Sequence[Job]], Any]
     tool: str
+    #: ``check_job(job)`` after the tool ran: a SteinbockLikeError (e.g. an output of
+    #: the wrong shape) fails that job and removes its outputs.
+    check_job: Callable[[Job], Any] | None = None
 
     @classmethod
     def for_files(
@@ -153,10 +152,25 @@ class ExternalToolExecutor:
         seconds = (time.perf_counter() - start) / len(jobs)
         for job in jobs:
             if all(path.is_file() for path in job.outputs.values()):
-                yield JobResult(job.name, "ok", seconds, info={"backend": self.tool})
+                problem = self._check(job)
+                if problem is None:
+                    yield JobResult(job.name, "ok", seconds, info={"backend": self.tool})
+                    continue
+                remove_outputs(job)
+                yield JobResult(job.name, "failed", seconds, error=problem)
             else:
                 message = error or f"{self.tool} wrote no output for this image"
+                remove_outputs(job)
                 yield JobResult(job.name, "failed", seconds, error=message)
+
+    def _check(self, job: Job) -> str | None:
+        if self.check_job is None:
+            return None
+        try:
+            self.check_job(job)
+        except SteinbockLikeError as problem:
+            return str(problem)
+        return None
 
 
 _worker_task: Callable | None = None
@@ -167,6 +181,8 @@ def _init_worker(task: Callable, parent: int) -> None:
     _die_with_parent(parent)
     # Ctrl-C reaches the whole process group: the main process alone handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The pool stops workers with SIGTERM: they must not run the main process's handler.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_task = task
     _setup(task)
 

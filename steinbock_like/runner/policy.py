@@ -39,6 +39,56 @@ class RunTable:
     index: str = "image"
 
 
+def check_jobs(jobs: Sequence[Job], extra: Sequence[Path] = ()) -> None:
+    """Refuse a batch whose jobs would write over each other or over their inputs.
+
+    Raises
+    ------
+    SteinbockLikeError
+        One line naming the files: two images with one name (``a.tif`` and ``a.tiff``),
+        two jobs with one output, an output that is an input (e.g. ``-o`` naming the
+        input directory), or an output path that is a directory.
+    """
+    by_name: dict[str, Job] = {}
+    for job in jobs:
+        other = by_name.setdefault(job.name, job)
+        if other is not job:
+            first, second = _first_input(other), _first_input(job)
+            raise SteinbockLikeError(
+                f"two images are named {job.name!r} ({first} and {second}): their outputs "
+                "would replace each other; rename or remove one"
+            )
+    inputs = {_key(path): path for job in jobs for path in job.inputs.values()}
+    writers: dict[Path, str] = {}
+    for job in jobs:
+        for path in job.outputs.values():
+            key = _key(path)
+            if key in inputs:
+                raise SteinbockLikeError(
+                    f"{path}: this output would replace the input file {inputs[key]}; "
+                    "choose another output directory"
+                )
+            if writers.setdefault(key, job.name) != job.name:
+                raise SteinbockLikeError(
+                    f"{path}: images {writers[key]!r} and {job.name!r} would both write it"
+                )
+            if path.is_dir():
+                raise SteinbockLikeError(f"{path}: an output file's path is a directory")
+    for path in extra:
+        if _key(path) in inputs:
+            raise SteinbockLikeError(f"{path}: this output would replace an input file")
+        if path.is_dir():
+            raise SteinbockLikeError(f"{path}: an output file's path is a directory")
+
+
+def _key(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _first_input(job: Job) -> Path | str:
+    return next(iter(job.inputs.values()), job.name)
+
+
 def check_outputs(
     jobs: Sequence[Job],
     *,
@@ -127,9 +177,12 @@ def check_writable(directories: Iterable[Path], paths: Iterable[Path] = ()) -> N
     for path in paths:
         try:
             encoded = os.fsencode(path.name)
+            path.name.encode("utf-8")  # recorded in projects, tables and the run record
         except UnicodeError:
+            shown = os.fsencode(path.name).decode("utf-8", "backslashreplace")
             raise SteinbockLikeError(
-                f"{path}: the file system cannot store this name (unsupported characters)"
+                f"{path.parent}/{shown}: the name is not valid UTF-8 text (undecodable "
+                "bytes in the image's file name); rename the file"
             ) from None
         if len(encoded) > name_max:
             raise SteinbockLikeError(
@@ -140,8 +193,9 @@ def check_writable(directories: Iterable[Path], paths: Iterable[Path] = ()) -> N
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
+            what = "a broken link" if directory.is_symlink() else "a file"
             raise SteinbockLikeError(
-                f"{directory}: cannot be an output directory, a file has that name"
+                f"{directory}: cannot be an output directory, {what} has that name"
             ) from None
         except OSError as error:
             raise SteinbockLikeError(

@@ -75,6 +75,11 @@ class CellposeTask:
         return cp.versions()
 
     def __call__(self, job: Job) -> dict[str, Any]:
+        from steinbock_like.io.images import check_segmentable
+        from steinbock_like.io.tiff import tiff_shape
+
+        shape = tiff_shape(job.inputs["image"])
+        check_segmentable(job.inputs["image"], shape[:2] if self.stain else shape)
         self.setup()
         image = self._read(job.inputs["image"])
         tissue = (

@@ -27,8 +27,15 @@ class NativeCellProfilerTask:
         from steinbock_like.io.masks import write_mask
         from steinbock_like.io.probabilities import read_probabilities
         from steinbock_like.segment.cellprofiler.native import run_steps
+        from steinbock_like.segment.cellprofiler.translate import (
+            check_mask_shape,
+            expected_mask_shape,
+        )
 
-        mask = run_steps(read_probabilities(job.inputs["probabilities"]), self._steps)
+        probabilities = read_probabilities(job.inputs["probabilities"])
+        mask = run_steps(probabilities, self._steps)
+        expected = expected_mask_shape(probabilities.shape, self.pipeline_text)
+        check_mask_shape(mask.shape, expected, job.inputs["probabilities"])
         write_mask(job.outputs["mask"], mask)
         return {"objects": int(np.count_nonzero(np.unique(mask)))}
 
@@ -43,4 +50,19 @@ def cellprofiler_executor(
     from steinbock_like.segment.cellprofiler.binary import run_cellprofiler
 
     run_tool = functools.partial(run_cellprofiler, pipeline, python=python, plugins_dir=plugins_dir)
-    return ExternalToolExecutor.for_files(run_tool, "cellprofiler", "probabilities", "mask")
+    executor = ExternalToolExecutor.for_files(run_tool, "cellprofiler", "probabilities", "mask")
+    executor.check_job = functools.partial(_check_cellprofiler_mask, pipeline.read_text())
+    return executor
+
+
+def _check_cellprofiler_mask(pipeline_text: str, job: Job) -> None:
+    """Fail an image whose mask CellProfiler made in another shape than the pipeline implies."""
+    from steinbock_like.io.masks import read_mask
+    from steinbock_like.io.tiff import tiff_shape
+    from steinbock_like.segment.cellprofiler.translate import (
+        check_mask_shape,
+        expected_mask_shape,
+    )
+
+    expected = expected_mask_shape(tiff_shape(job.inputs["probabilities"]), pipeline_text)
+    check_mask_shape(read_mask(job.outputs["mask"]).shape, expected, job.inputs["probabilities"])

@@ -46,14 +46,15 @@ class MesmerTask:
         )
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.io.images import read_image
+        from steinbock_like.io.images import check_segmentable, image_shape, read_image
         from steinbock_like.io.masks import write_mask
         from steinbock_like.io.panel import panel_for_image
         from steinbock_like.segment.mesmer import mesmer_input
 
+        path = job.inputs["image"]
+        check_segmentable(path, image_shape(path))
         if self._segmenter is None:
             self.setup()
-        path = job.inputs["image"]
         image = read_image(path)
         rows = panel_for_image(self.panel, image.shape[0], path)
         nuclear, membrane = mesmer_input(

@@ -28,7 +28,13 @@ from steinbock_like.channels import (
 )
 from steinbock_like.errors import SteinbockLikeError
 from steinbock_like.io.ilastik import SUFFIX, write_ilastik_crop, write_ilastik_image
-from steinbock_like.io.images import image_name, image_shape, iter_image_channels, read_image
+from steinbock_like.io.images import (
+    check_image_size,
+    image_name,
+    image_shape,
+    iter_image_channels,
+    read_image,
+)
 from steinbock_like.io.panel import kept, panel_for_image
 
 logger = logging.getLogger(__name__)
@@ -337,6 +343,10 @@ def prepare_image(
         groups = ilastik_groups(rows)
         if groups is None and len(kept(rows)) != len(rows):
             channels = kept_channel_indices(rows)
+    num_channels, height, width = image_shape(image_path)
+    outputs = len(groups) if groups else len(channels) if channels else num_channels
+    # The ilastik image is held whole: refuse one beyond the memory limit before reading.
+    check_image_size(image_path, (outputs + int(mean), height * scale, width * scale))
     if groups and aggr in STREAMING_AGGREGATIONS:
         # Only the grouped channels are read, one at a time: memory stays at the
         # group aggregates whatever the channel count (same values as the full read).

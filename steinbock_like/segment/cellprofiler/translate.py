@@ -48,6 +48,30 @@ def _unsupported(module: PipelineModule, what: str) -> SteinbockLikeError:
     )
 
 
+def _invalid(module: PipelineModule, what: str) -> SteinbockLikeError:
+    return SteinbockLikeError(f"pipeline {module.describe()}: {what}")
+
+
+def _number(
+    module: PipelineModule,
+    label: str,
+    value: float,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+) -> float:
+    """``value`` of setting ``label``, refused unless finite and within the bounds."""
+    import math
+
+    if not math.isfinite(value):
+        raise _invalid(module, f"setting {label!r} is {value}, not a finite number")
+    if minimum is not None and value < minimum:
+        raise _invalid(module, f"setting {label!r} is {value:g}; it must be at least {minimum:g}")
+    if above is not None and value <= above:
+        raise _invalid(module, f"setting {label!r} is {value:g}; it must be above {above:g}")
+    return value
+
+
 def _threshold_params(module: PipelineModule, *, basic: bool) -> native.ThresholdParams:
     """The threshold CellProfiler really applies for a module's Threshold settings group.
 
@@ -111,7 +135,10 @@ def _identify_primary(module: PipelineModule) -> native.IdentifyPrimary:
     filter size and its "automatic" switch are honoured in both modes.
     """
     basic = not _yes(module.get("Use advanced settings?"))
-    low, high = _pair(module.get("Typical diameter of objects, in pixel units (Min,Max)"))
+    diameter_label = "Typical diameter of objects, in pixel units (Min,Max)"
+    low, high = _pair(module.get(diameter_label))
+    _number(module, diameter_label, low, minimum=0)
+    _number(module, diameter_label, high, minimum=max(low, 1))
     declump_method = module.get("Method to distinguish clumped objects")
     dividing_method = module.get("Method to draw dividing lines between clumped objects")
     fill_holes = module.get("Fill holes in identified objects?")
@@ -123,15 +150,21 @@ def _identify_primary(module: PipelineModule) -> native.IdentifyPrimary:
     if _yes(module.get("Automatically calculate size of smoothing filter for declumping?")):
         smoothing_size = 2.35 * low / 3.5
     else:
-        smoothing_size = float(module.get("Size of smoothing filter"))
+        smoothing_size = _number(
+            module,
+            "Size of smoothing filter",
+            float(module.get("Size of smoothing filter")),
+            minimum=0,
+        )
     automatic_suppression = basic or _yes(
         module.get("Automatically calculate minimum allowed distance between local maxima?")
     )
     low_res = basic or _yes(
         module.get("Speed up by using lower-resolution image to find local maxima?")
     )
-    written_suppression = float(
-        module.get("Suppress local maxima that are closer than this minimum allowed distance")
+    suppression_label = "Suppress local maxima that are closer than this minimum allowed distance"
+    written_suppression = _number(
+        module, suppression_label, float(module.get(suppression_label)), minimum=0
     )
     if low > 10 and low_res:
         resize_factor = 10.0 / low
@@ -143,7 +176,14 @@ def _identify_primary(module: PipelineModule) -> native.IdentifyPrimary:
     if not basic and module.get(
         "Handling of objects if excessive number of objects identified"
     ) == ("Erase"):
-        erase_above = int(float(module.get("Maximum number of objects")))
+        erase_above = int(
+            _number(
+                module,
+                "Maximum number of objects",
+                float(module.get("Maximum number of objects")),
+                minimum=0,
+            )
+        )
     return native.IdentifyPrimary(
         input=module.get("Select the input image"),
         output=module.get("Name the primary objects to be identified"),
@@ -179,7 +219,10 @@ def _color_to_gray(module: PipelineModule) -> native.SplitChannels:
         raise _unsupported(module, f"conversion method {module.get('Conversion method')!r}")
     image_type = module.get("Image type")
     if image_type == "Channels":
-        channels = [int(float(value)) - 1 for value in module.values("Channel number")]
+        channels = [
+            int(_number(module, "Channel number", float(value), minimum=1)) - 1
+            for value in module.values("Channel number")
+        ]
         names = module.values("Image name")
         outputs = tuple(zip(channels, names, strict=False))
     elif image_type == "RGB":
@@ -207,7 +250,7 @@ def _image_math(module: PipelineModule) -> native.ImageMath:
         if label.startswith("Select the ") and label.endswith(" image")
     ]
     factors = [
-        float(value)
+        _number(module, label, float(value))
         for label, value in module.settings
         if label.startswith("Multiply the ") and label.endswith(" image by")
     ]
@@ -232,7 +275,14 @@ def _smooth(module: PipelineModule) -> native.GaussianSmooth:
     return native.GaussianSmooth(
         input=module.get("Select the input image"),
         output=module.get("Name the output image"),
-        diameter=None if automatic else float(module.get("Typical artifact diameter")),
+        diameter=None
+        if automatic
+        else _number(
+            module,
+            "Typical artifact diameter",
+            float(module.get("Typical artifact diameter")),
+            above=0,
+        ),
     )
 
 
@@ -248,8 +298,8 @@ def _filter_objects(module: PipelineModule) -> native.FilterByMeasurement:
         raise _unsupported(module, f"filtering by {', '.join(measurements)}")
     if int(module.get("Additional object count", default="0")) > 0:
         raise _unsupported(module, "relabelling additional objects")
-    minimum = float(module.get("Minimum value"))
-    maximum = float(module.get("Maximum value"))
+    minimum = _number(module, "Minimum value", float(module.get("Minimum value")))
+    maximum = _number(module, "Maximum value", float(module.get("Maximum value")))
     return native.FilterByMeasurement(
         input=module.get("Select the objects to filter"),
         output=module.get("Name the output objects"),
@@ -267,7 +317,12 @@ def _identify_secondary(module: PipelineModule) -> native.IdentifySecondary:
         output=module.get("Name the objects to be identified"),
         image=module.get("Select the input image"),
         threshold=_threshold_params(module, basic=False),
-        regularization=float(module.get("Regularization factor")),
+        regularization=_number(
+            module,
+            "Regularization factor",
+            float(module.get("Regularization factor")),
+            minimum=0,
+        ),
         fill_holes=_yes(module.get("Fill holes in identified objects?")),
         discard_edge=_yes(
             module.get("Discard secondary objects touching the border of the image?")
@@ -282,16 +337,17 @@ def _resize_objects(module: PipelineModule) -> native.ResizeObjects:
         "output": module.get("Name the output object"),
     }
     if method == "Factor":
-        if module.revision <= 2:
-            factor = float(module.get("Factor"))
-            return native.ResizeObjects(**common, factor=(factor, factor))
-        return native.ResizeObjects(
-            **common, factor=(float(module.get("Y Factor")), float(module.get("X Factor")))
+        labels = ("Factor", "Factor") if module.revision <= 2 else ("Y Factor", "X Factor")
+        factor = tuple(
+            _number(module, label, float(module.get(label)), above=0) for label in labels
         )
+        return native.ResizeObjects(**common, factor=factor)
     if method == "Dimensions":
-        height = module.get("Height (Y)" if module.revision >= 3 else "Height")
-        width = module.get("Width (X)" if module.revision >= 3 else "Width")
-        return native.ResizeObjects(**common, size=(int(float(height)), int(float(width))))
+        labels = ("Height (Y)", "Width (X)") if module.revision >= 3 else ("Height", "Width")
+        size = tuple(
+            int(_number(module, label, float(module.get(label)), minimum=1)) for label in labels
+        )
+        return native.ResizeObjects(**common, size=size)
     raise _unsupported(module, f"resizing method {method!r}")
 
 
@@ -367,3 +423,52 @@ def native_steps(modules: Sequence[PipelineModule] | str) -> list[native.Step]:
     if not any(isinstance(step, native.SaveMask) for step in steps):
         raise SteinbockLikeError("the pipeline has no SaveImages module saving the cell mask")
     return steps
+
+
+def expected_mask_shape(
+    probabilities_shape: Sequence[int], modules: Sequence[PipelineModule] | str
+) -> tuple[int, int] | None:
+    """The (Y, X) shape of the mask a pipeline should make from probabilities of this shape.
+
+    The probabilities' shape scaled by the pipeline's ResizeObjects (by factor, rounded
+    as ``scipy.ndimage.zoom`` rounds, or to its dimensions). None when the pipeline has
+    more than one ResizeObjects (which objects are saved is not followed here).
+
+    Raises
+    ------
+    SteinbockLikeError
+        For a ResizeObjects setting that makes no sense (see :func:`native_steps`).
+    """
+    if isinstance(modules, str):
+        modules = read_pipeline(modules)
+    resizes = [m for m in modules if m.enabled and m.name == "ResizeObjects"]
+    height, width = (int(n) for n in probabilities_shape[:2])
+    if not resizes:
+        return height, width
+    if len(resizes) > 1:
+        return None
+    try:
+        step = _resize_objects(resizes[0])
+    except (ValueError, IndexError) as error:
+        raise SteinbockLikeError(
+            f"pipeline {resizes[0].describe()}: cannot read its settings ({error})"
+        ) from None
+    if step.size is not None:
+        return step.size
+    return round(height * step.factor[0]), round(width * step.factor[1])
+
+
+def check_mask_shape(mask_shape: Sequence[int], expected: tuple[int, int] | None, source) -> None:
+    """Refuse a mask whose shape is empty or not the one the pipeline should make.
+
+    Raises
+    ------
+    SteinbockLikeError
+        Naming ``source`` (the probability image), the shape made and the one expected.
+    """
+    shape = tuple(int(n) for n in mask_shape)
+    if len(shape) != 2 or min(shape) < 1 or (expected is not None and shape != tuple(expected)):
+        raise SteinbockLikeError(
+            f"{source}: the pipeline made a mask of shape {shape}, expected {expected} "
+            "(the probabilities' shape scaled by its ResizeObjects); nothing written"
+        )
