@@ -74,6 +74,7 @@ def _register_commands() -> None:
     from steinbock_like.cli.measure import measure_group
     from steinbock_like.cli.models import models_group
     from steinbock_like.cli.preprocess import preprocess_group
+    from steinbock_like.cli.process import process_cmd
     from steinbock_like.cli.repair import repair_cmd
     from steinbock_like.cli.segment import segment_group
 
@@ -88,6 +89,7 @@ def _register_commands() -> None:
     cli.add_command(models_group)
     cli.add_command(export_group)
     cli.add_command(measure_group)
+    cli.add_command(process_cmd)
 
 
 _register_commands()
