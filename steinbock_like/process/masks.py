@@ -129,7 +129,7 @@ def blob_mask(
         1 = tissue.
     """
     from skimage.filters import threshold_otsu
-    from skimage.morphology import binary_closing, binary_opening, disk
+    from skimage.morphology import disk
 
     image = np.asarray(image, dtype=np.float32)
     level = threshold_otsu(image) if threshold == "otsu" else float(threshold)
@@ -141,11 +141,11 @@ def blob_mask(
     small = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).mean(axis=(1, 3))
     small = small >= 0.5
     if opening > 0:
-        small = binary_opening(np.pad(small, opening, mode="edge"), disk(opening))[
+        small = ndi.binary_opening(np.pad(small, opening, mode="edge"), disk(opening))[
             opening:-opening, opening:-opening
         ]
     if closing > 0:
-        small = binary_closing(np.pad(small, closing, mode="edge"), disk(closing))[
+        small = ndi.binary_closing(np.pad(small, closing, mode="edge"), disk(closing))[
             closing:-closing, closing:-closing
         ]
     if fill_holes:
