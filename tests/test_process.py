@@ -344,3 +344,16 @@ def test_malformed_configuration_gives_one_line_naming_the_key(text, message):
     assert "\n" not in line
     assert message in line
     assert len(MALFORMED) >= 20
+
+
+def test_processor_documentation_is_current():
+    from pathlib import Path
+
+    from steinbock_like.process.docs import processors_markdown
+
+    path = Path(__file__).parents[1] / "docs" / "processors.md"
+    assert path.read_text() == processors_markdown(), (
+        "docs/processors.md is stale: python -m steinbock_like.process.docs > docs/processors.md"
+    )
+    for name in load_registry():
+        assert f"### `{name}`" in path.read_text()
