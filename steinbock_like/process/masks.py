@@ -109,6 +109,7 @@ def blob_mask(
     opening: int = 1,
     closing: int = 2,
     fill_holes: bool = True,
+    invert: bool = False,
 ) -> np.ndarray:
     """A coarse tissue mask: binarise, downscale, open, close, fill holes, upscale.
 
@@ -122,6 +123,8 @@ def blob_mask(
     opening, closing : int
         Disk radii (in downscaled pixels) of the binary opening and closing.
     fill_holes : bool
+    invert : bool
+        Tissue is below the threshold (brightfield: tissue darker than the glass).
 
     Returns
     -------
@@ -133,7 +136,7 @@ def blob_mask(
 
     image = np.asarray(image, dtype=np.float32)
     level = threshold_otsu(image) if threshold == "otsu" else float(threshold)
-    binary = image > level
+    binary = image < level if invert else image > level
     height, width = binary.shape
     f = max(int(downscale), 1)
     ph, pw = -height % f, -width % f
@@ -164,10 +167,12 @@ def blob_mask(
         "opening": Param("int", 1, "Opening disk radius (coarse px).", minimum=0),
         "closing": Param("int", 2, "Closing disk radius (coarse px).", minimum=0),
         "fill_holes": Param("bool", True, "Fill holes in the tissue."),
+        "invert": Param("bool", False, "Tissue is darker than the threshold (brightfield)."),
     },
 )
 def blob(inputs, params, context):
-    """A coarse tissue mask (1 = tissue): threshold the image, downscale by ``downscale``
+    """A coarse tissue mask (1 = tissue): threshold the image (``invert``: tissue below the
+    threshold), downscale by ``downscale``
     (a block is tissue when half its pixels are), open, close, fill holes and upscale."""
     return blob_mask(
         inputs["input"][0],
@@ -176,6 +181,7 @@ def blob(inputs, params, context):
         params["opening"],
         params["closing"],
         params["fill_holes"],
+        params["invert"],
     )
 
 
