@@ -118,7 +118,8 @@ def test_ihc_config_equals_segment_cellpose_hed_with_the_tissue_mask(
     config = (CONFIGS / "ihc_cellpose_hed.yaml").read_text()
     config = config.replace(
         "{stain: hed, diameter: 11}",
-        f"{{stain: hed, diameter: 11, model: {cellpose_model}, cellprob_threshold: -6, flow_threshold: 0}}",
+        f"{{stain: hed, diameter: 11, model: {cellpose_model}, "
+        "cellprob_threshold: -6, flow_threshold: 0}",
     )
     (data / "ihc.yaml").write_text(config)
     assert run("--data", data, "process", "--config", data / "ihc.yaml") == 0
