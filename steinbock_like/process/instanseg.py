@@ -105,7 +105,7 @@ def segment_instanseg(
         "pixel_size": Param(
             "float", None, "Pixel size (um); rescaled to the model's.", minimum=0, nullable=True
         ),
-        "tile_size": Param("int", 512, "Tile size of the sliding window (px).", minimum=32),
+        "tile_size": Param("int", 512, "Tile size of the sliding window (px).", minimum=64),
         "batch_size": Param("int", 1, "Tiles per network call.", minimum=1),
         "normalise": Param("bool", True, "InstanSeg's percentile normalisation."),
         "threads": Param("int", None, "torch CPU threads.", minimum=1, nullable=True),
