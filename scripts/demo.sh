@@ -50,5 +50,9 @@ run models get mesmer
 run segment mesmer --type both --minmax -o masks_mesmer --nuclei-out masks_mesmer_nuclei
 run repair --cells masks_mesmer --nuclei masks_mesmer_nuclei
 run evaluate --masks masks_matched --truth masks_truth -o evaluation_mesmer.csv
+# The same Mesmer route as one configured pipeline (process): temporaries stay in memory,
+# kept masks go to masks_cells/, masks_nuclei/, ..., tables to intensities_cells/, ...
+run process --config "$PWD/panel_examples/configs/codex_like.yaml" --workers 2
+run evaluate --masks masks_cells --truth masks_truth -o evaluation_process.csv
 echo
 echo "== demo finished: outputs in $data/ (see $data/evaluation_*.csv)"

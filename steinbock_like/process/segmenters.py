@@ -39,8 +39,15 @@ def _prepare_mesmer(params, context):
     from steinbock_like.models import locate_mesmer_model, sha256_of_file
 
     model = params["model"]
+    from importlib.metadata import version
+
     path = locate_mesmer_model(context.path(model) if model else None)
-    return {"model": str(path), "_versions": {"mesmer_model_sha256": sha256_of_file(path)}}
+    versions = {
+        "onnxruntime": version("onnxruntime"),
+        "mesmer_model": str(path),
+        "mesmer_model_sha256": sha256_of_file(path),
+    }
+    return {"model": str(path), "_versions": versions}
 
 
 @register(
@@ -135,6 +142,7 @@ def _prepare_cellpose(params, context):
         "model": str(found.path),
         "_versions": {
             "cellpose": version,
+            "cellpose_model_path": str(found.path),
             "cellpose_model": found.name,
             "cellpose_model_sha256": sha256_of_file(found.path),
         },
@@ -334,7 +342,12 @@ def _prepare_ilastik_cellprofiler(params, context):
     return {
         "_classifier": classifier,
         "_pipeline_text": text,
-        "_versions": {"ilastik_project_sha256": sha256_of_file(project)},
+        "_versions": {
+            "backend": "native",
+            "ilastik_project": str(project),
+            "ilastik_project_sha256": sha256_of_file(project),
+            "pipeline": str(context.path(params["pipeline"])) if params["pipeline"] else "built-in",
+        },
     }
 
 
