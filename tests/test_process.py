@@ -215,13 +215,14 @@ quantify:
         config,
         values,
         Context(),
-        on_output=lambda name, kind, array: handed.append((name, kind)),
+        on_output=lambda name, kind, array: handed.append((name, kind, array)),
         image=image,
         channel_names=CHANNELS,
     )
-    assert handed == [("tissue", "mask")]
-    assert list(kept) == ["tissue"]
+    assert [(name, kind) for name, kind, _ in handed] == [("tissue", "mask")]
+    assert kept == {}  # handed over, not retained
     assert "DNA1_n" not in values and "CD45_n" not in values
+    kept = {"tissue": handed[0][2]}
     assert kept["tissue"].sum() == 32 * 32 and kept["tissue"][16:48, 16:48].all()
     assert tables["intensities", "t"].loc[1, "DNA1"] == pytest.approx(10)
     assert tables["regionprops", "t"].loc[1, "area"] == 32 * 32

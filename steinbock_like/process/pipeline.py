@@ -56,13 +56,15 @@ def run_pipeline(
     Returns
     -------
     outputs : dict
-        Name -> array of every kept output (what ``on_output`` received).
+        Name -> array of every kept output, only without ``on_output`` (with it, each
+        array is dropped once handed over and no longer needed: memory stays bounded).
     tables : dict
         (table kind, quantify name) -> DataFrame.
     """
     registry = load_registry()
     last = last_uses(pipeline)
     kept: dict[str, np.ndarray] = {}
+    kept_names: set[str] = set()
     for step in pipeline.steps:
         processor = registry[step.type]
         inputs = {role: [values[name] for name in names] for role, names in step.inputs.items()}
@@ -84,10 +86,12 @@ def run_pipeline(
                 array = array.astype(np.float32, copy=False)
             values[name] = array
             if step.keep:
-                kept[name] = array
+                kept_names.add(name)
                 if on_output is not None:
                     on_output(name, step.kind, array)
-        for name in [n for n in values if last.get(n, -1) <= step.index and n not in kept]:
+                else:
+                    kept[name] = array
+        for name in [n for n in values if last.get(n, -1) <= step.index]:
             del values[name]
     tables: dict[tuple[str, str], Any] = {}
     for entry in pipeline.quantify:
