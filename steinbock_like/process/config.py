@@ -86,8 +86,8 @@ class Pipeline:
             "processors": [
                 {
                     "type": s.type,
-                    "input": s.inputs,
-                    "output": {role or "output": name for role, name in s.outputs},
+                    "input": _resolved_input(s),
+                    "output": _resolved_output(s),
                     "parameters": {k: v for k, v in s.params.items() if not k.startswith("_")},
                     "keep": s.keep,
                 }
@@ -104,6 +104,25 @@ class Pipeline:
                 for q in self.quantify
             ],
         }
+
+
+def _resolved_input(step: Step) -> Any:
+    """A step's inputs as written: grouped again where the groups were given."""
+    groups = step.params.get("_groups")
+    if not groups:
+        return step.inputs
+    names, grouped, start = step.inputs["input"], {}, 0
+    for label, count in groups:
+        grouped[f"{label:g}"] = names[start : start + count]
+        start += count
+    return grouped
+
+
+def _resolved_output(step: Step) -> Any:
+    if step.outputs and step.outputs[0][0] is not None:
+        return {role: name for role, name in step.outputs}
+    names = [name for _, name in step.outputs]
+    return names[0] if len(names) == 1 else names
 
 
 def load_config_text(text: str, source: str | Path | None = None) -> Any:
