@@ -49,6 +49,7 @@ def copy_of(example: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_cellpose_processor_equals_segment_cellpose(example, cellpose_model, tmp_path):
     data = copy_of(example, tmp_path / "p")
     (data / "c.yaml").write_text(
@@ -110,6 +111,7 @@ def write_brightfield(example: Path, target: Path) -> None:
         write_image(target / "img" / f"{name}.tiff", np.moveaxis(rgb, -1, 0).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_ihc_config_equals_segment_cellpose_hed_with_the_tissue_mask(
     example, cellpose_model, tmp_path
 ):
