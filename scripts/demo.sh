@@ -59,6 +59,10 @@ run measure neighbors --masks masks_matched --type expansion --dmax 4 -o neighbo
 run export csv intensities regionprops -o cells.csv
 run export anndata --intensities intensities --data regionprops --neighbors neighbors -o cells.h5ad
 run export heatmap --cells cells.csv --by cell -o cells_heatmap.png
+# The same Mesmer route as one configured pipeline (process): temporaries stay in memory,
+# kept masks go to masks_cells/, masks_nuclei/, ..., tables to intensities_cells/, ...
+run process --config "$PWD/panel_examples/configs/codex_like.yaml" --workers 2
+run evaluate --masks masks_cells --truth masks_truth -o evaluation_process.csv
 echo
 echo "== demo finished: outputs in $data/ (scores: $data/evaluation_*.csv; cells: $data/cells.csv,"
 echo "   $data/cells.h5ad; heatmap: $data/cells_heatmap.png)"

@@ -81,6 +81,7 @@ def _register_commands() -> None:
     from steinbock_like.cli.measure import measure_group
     from steinbock_like.cli.models import models_group
     from steinbock_like.cli.preprocess import preprocess_group
+    from steinbock_like.cli.process import process_cmd
     from steinbock_like.cli.repair import repair_cmd
     from steinbock_like.cli.segment import segment_group
     from steinbock_like.cli.steinbock_compat import apply_steinbock_names
@@ -99,6 +100,7 @@ def _register_commands() -> None:
         measure_group,
         export_group,
         models_group,
+        process_cmd,
         doctor_cmd,
         utils_group,
         view_cmd,
