@@ -80,7 +80,7 @@ class Cluster:
     def close(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:
-                process.terminate()
+                process.kill()
         for process in self.processes:
             try:
                 process.wait(timeout=10)
@@ -273,3 +273,27 @@ def test_bad_cluster_options_are_one_line_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_tiles_of_one_large_image_spread_over_the_workers(
+    mesmer_model, cluster, tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("onnxruntime")
+    import tifffile
+
+    from steinbock_like.testing import two_channel_tissue
+
+    monkeypatch.setenv("STEINBOCK_LIKE_MODELS", str(mesmer_model.parent))
+    nuclear, membrane = two_channel_tissue((256, 768), spacing=24, seed=6)
+    for name in ("local", "dask"):
+        (tmp_path / name / "img").mkdir(parents=True)
+        tifffile.imwrite(tmp_path / name / "img" / "slide.tiff", np.stack([nuclear, membrane]))
+        (tmp_path / name / "panel.csv").write_text("channel,name,deepcell\nA,a,1\nB,b,2\n")
+    args = ["segment", "mesmer", "--pixelsize", "0.5", "--chunk-size", "256"]
+    assert run("--data", tmp_path / "local", *args) == 0
+    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
+    assert code == 0, capsys.readouterr().err
+    assert outputs(tmp_path / "dask") == outputs(tmp_path / "local")
+    metadata = json.loads((tmp_path / "dask" / "masks" / "run_metadata.json").read_text())
+    info = metadata["images"]["slide"]["info"]
+    assert (info["tiles"], info["tiles_skipped"], info["tile_workers"]) == (3, 0, 2)

@@ -25,6 +25,7 @@ class MesmerTask:
     aggr: str
     threads: int | None
     chunk_size: int
+    tile_min_signal: float = 0.0
     _segmenter: object = field(default=None, init=False, repr=False)
 
     def setup(self) -> None:
@@ -50,9 +51,16 @@ class MesmerTask:
         )
         del image
         masks = self._segmenter.segment(
-            nuclear, membrane, pixel_size_um=self.pixel_size_um, compartment=self.compartment
+            nuclear,
+            membrane,
+            pixel_size_um=self.pixel_size_um,
+            compartment=self.compartment,
+            min_signal=self.tile_min_signal,
+            distribute=True,  # tiles of a large image over the dask workers, if on dask
         )
         info = {}
+        if self._segmenter.tiling is not None:
+            info.update(self._segmenter.tiling.as_dict())
         for key, compartment in (("cells", "whole-cell"), ("nuclei", "nuclear")):
             if key in job.outputs:
                 write_mask(job.outputs[key], masks[compartment])
