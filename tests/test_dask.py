@@ -297,3 +297,22 @@ def test_tiles_of_one_large_image_spread_over_the_workers(
     metadata = json.loads((tmp_path / "dask" / "masks" / "run_metadata.json").read_text())
     info = metadata["images"]["slide"]["info"]
     assert (info["tiles"], info["tiles_skipped"], info["tile_workers"]) == (3, 0, 2)
+
+
+def test_lost_scheduler_is_one_line_and_resume_completes(mesmer_data, cluster, tmp_path_factory):
+    doomed = Cluster(tmp_path_factory.mktemp("dask_lost"), workers=1)
+    root = mesmer_data["dask"]
+    args = ["segment", "mesmer", "--minmax"]
+    try:
+        client = _cli(root, *args, "--scheduler", doomed.address)
+        _wait_for_output(root / "masks", client)
+        doomed.scheduler.kill()
+        _, err = client.communicate(timeout=120)
+    finally:
+        doomed.close()
+    assert client.returncode == 1
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("Error: lost the connection to the dask scheduler"), err
+    assert "--resume" in lines[-1] and "Traceback" not in err
+    assert run("--data", root, *args, "--resume", "--scheduler", cluster.address) == 0
+    assert outputs(root) == mesmer_data["local"]

@@ -131,6 +131,8 @@ class DaskExecutor:
         from distributed import Client
 
         cluster = None
+        # dask logs a lost connection with tracebacks; the command says it in one line
+        levels = {} if logger.isEnabledFor(logging.DEBUG) else _silence("distributed")
         try:
             if self.scheduler is not None:
                 try:
@@ -153,6 +155,19 @@ class DaskExecutor:
             if cluster is not None:
                 with contextlib.suppress(Exception):
                     cluster.close()
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+def _silence(prefix: str) -> dict[str, int]:
+    """Set the loggers ``prefix`` and ``prefix.*`` to CRITICAL; return their levels."""
+    names = [prefix] + [
+        name for name in logging.root.manager.loggerDict if name.startswith(prefix + ".")
+    ]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return levels
 
 
 def _collect(future, job: Job, where: str) -> JobResult:
