@@ -121,6 +121,11 @@ def runner_options(function):
 DASK_KEYS = ("scheduler", "cluster", "cluster_config")
 
 
+def _dask_executor_asked(context) -> bool:
+    options = context.meta.get(DASK_OPTIONS_KEY, {}) if context else {}
+    return bool(options.get("scheduler") or options.get("cluster"))
+
+
 def _dask_executor(context):
     """The DaskExecutor the command's --scheduler/--cluster options ask for, or None."""
     options = context.meta.get(DASK_OPTIONS_KEY, {}) if context else {}
@@ -169,6 +174,8 @@ def run_jobs(
     if not jobs:
         raise SteinbockLikeError(f"{command}: no input images found")
     kwargs.setdefault("data_dir", app.data_dir if app else None)
+    if executor is not None and _dask_executor_asked(context):
+        logger.warning("%s runs its tool on this machine: --scheduler/--cluster ignored", command)
     # where the images run does not change what they give: --resume may switch
     kwargs["resume_ignores"] = (*kwargs.get("resume_ignores", ()), *DASK_KEYS)
     summary = run_batch(
