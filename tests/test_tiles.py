@@ -113,3 +113,30 @@ def test_mesmer_cli_skips_empty_tiles_and_says_how_many(mesmer_model, tmp_path, 
     assert (info["tiles"], info["tiles_skipped"]) == (5, 3)
     mask = read_mask(tmp_path / "masks" / "slide.tiff")
     assert not mask[:, :760].any() and 150 <= info["cells"] <= 260
+
+
+@pytest.mark.parametrize("minmax", [False, True])
+@pytest.mark.parametrize("aggr", ["mean", "median"])
+def test_large_images_stream_the_same_mesmer_input(tmp_path, monkeypatch, minmax, aggr):
+    import pandas as pd
+
+    from steinbock_like.io.images import read_image, write_image
+    from steinbock_like.segment.mesmer import mesmer_input
+    from steinbock_like.tasks import mesmer as task_module
+
+    rng = np.random.default_rng(3)
+    image = rng.gamma(1.0, 5.0, size=(4, 300, 500)).astype(np.float32)
+    image[3] = 7  # a constant channel
+    write_image(tmp_path / "a.tiff", image)
+    panel = pd.DataFrame(
+        {"channel": list("abcd"), "name": list("abcd"), "keep": 1, "deepcell": [1, 2, 1, 2]}
+    )
+    task = task_module.MesmerTask(
+        tmp_path / "model.onnx", panel, "whole-cell", 1.0, minmax, False, aggr, 1, 128
+    )
+    monkeypatch.setattr(task_module, "STREAM_BAND_ROWS", 32)  # 10 bands
+    nuclear, membrane = task._streamed_input(tmp_path / "a.tiff")
+    expected = mesmer_input(read_image(tmp_path / "a.tiff"), panel, minmax=minmax, aggr=aggr)
+    assert np.array_equal(nuclear, expected[0]) and np.array_equal(membrane, expected[1])
+    task.chunk_size = 1000  # small enough to read whole
+    assert task._streamed_input(tmp_path / "a.tiff") is None
