@@ -316,3 +316,42 @@ def test_lost_scheduler_is_one_line_and_resume_completes(mesmer_data, cluster, t
     assert "--resume" in lines[-1] and "Traceback" not in err
     assert run("--data", root, *args, "--resume", "--scheduler", cluster.address) == 0
     assert outputs(root) == mesmer_data["local"]
+
+
+def test_slurm_cluster_gets_the_config_file_options(tmp_path, monkeypatch, capsys):
+    """No SLURM here: a stand-in dask_jobqueue records what the command asks of it."""
+    import types
+
+    from steinbock_like.io.cluster_config import read_cluster_config
+    from steinbock_like.runner import dask as runner_dask
+
+    made = {}
+
+    class SLURMCluster:
+        def __init__(self, **options):
+            made["options"] = options
+
+        def scale(self, jobs):
+            made["jobs"] = jobs
+
+        def adapt(self, **limits):
+            made["adapt"] = limits
+
+    monkeypatch.setitem(
+        sys.modules, "dask_jobqueue", types.SimpleNamespace(SLURMCluster=SLURMCluster)
+    )
+    config = tmp_path / "slurm.yaml"
+    config.write_text("queue: cpu\ncores: 8\nprocesses: 4\nmemory: 32GB\njobs: 3\n")
+    options = read_cluster_config(config)
+    runner_dask._start_cluster("slurm", options)
+    assert made == {
+        "options": {"queue": "cpu", "cores": 8, "processes": 4, "memory": "32GB"},
+        "jobs": 3,
+    }
+    runner_dask._start_cluster("slurm", {"cores": 2, "maximum_jobs": 5})
+    assert made["adapt"] == {"minimum_jobs": 0, "maximum_jobs": 5}
+    config.write_text("- not\n- a mapping\n")
+    make_repair_inputs(tmp_path, 1)
+    args = ["--data", tmp_path, "repair", "--cluster", "slurm", "--cluster-config", config]
+    assert run(*args) == 1
+    assert f"{config}: expected a mapping of option names to values" in capsys.readouterr().err
