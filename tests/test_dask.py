@@ -355,3 +355,12 @@ def test_slurm_cluster_gets_the_config_file_options(tmp_path, monkeypatch, capsy
     args = ["--data", tmp_path, "repair", "--cluster", "slurm", "--cluster-config", config]
     assert run(*args) == 1
     assert f"{config}: expected a mapping of option names to values" in capsys.readouterr().err
+
+
+def test_cluster_local_starts_and_stops_its_own_workers(tmp_path, capsys):
+    make_repair_inputs(tmp_path / "local", 2)
+    make_repair_inputs(tmp_path / "dask", 2)
+    assert run("--data", tmp_path / "local", "repair") == 0
+    assert run("--data", tmp_path / "dask", "repair", "--cluster", "local:2") == 0
+    assert "running on dask cluster local:2" in capsys.readouterr().err
+    assert outputs(tmp_path / "dask") == outputs(tmp_path / "local")
