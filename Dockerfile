@@ -73,6 +73,7 @@ COPY setup.cfg pyproject.toml README.md /src/
 COPY steinbock_like /src/steinbock_like
 RUN /opt/venv/bin/python -m pip install --no-cache-dir "/src[all]" \
         "napari[pyside6]>=0.5" "jupyterlab>=4" "notebook>=7" "PySide6-Essentials>=6.5" \
+        "dask-jobqueue>=0.8" \
     && rm -rf /src
 # The same command users run; Cellpose's networks land in $STEINBOCK_LIKE_MODELS/cellpose,
 # where 'segment cellpose' looks first (verified), with their pins in models.lock.json.

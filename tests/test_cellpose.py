@@ -284,8 +284,10 @@ def test_segment_in_blocks_keeps_every_object_once():
 
 
 def test_block_ranges_cover_the_axis():
-    ranges = cp.block_ranges(100, 40, 8)
-    assert [(c.start, c.stop, p.start, p.stop) for c, p in ranges] == [
+    from steinbock_like.tiles import plan_tiles
+
+    tiles = plan_tiles((100, 1), 40, 8, even=False)
+    assert [(t.core[0], t.core[1], t.outer[0], t.outer[1]) for t in tiles] == [
         (0, 40, 0, 48),
         (40, 80, 32, 88),
         (80, 100, 72, 100),

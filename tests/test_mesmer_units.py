@@ -7,7 +7,6 @@ from scipy import ndimage
 
 from steinbock_like.errors import SteinbockLikeError
 from steinbock_like.segment.mesmer import mesmer_input
-from steinbock_like.segment.mesmer.chunking import plan_chunks, segment_in_chunks
 from steinbock_like.segment.mesmer.postprocess import (
     WatershedParams,
     deep_watershed,
@@ -35,6 +34,8 @@ from steinbock_like.segment.mesmer.tiling import (
     tile_image,
     untile_image,
 )
+from steinbock_like.tiles import plan_tiles as plan_chunks
+from steinbock_like.tiles import segment_in_tiles
 
 # ---------------------------------------------------------------- preprocessing
 
@@ -333,7 +334,7 @@ def test_mesmer_input_panel_errors():
 
 
 def test_chunk_cores_cover_image_once():
-    chunks = plan_chunks((1000, 730), chunk_size=300, margin=40)
+    chunks = plan_chunks((1000, 730), tile_size=300, margin=40)
     covered = np.zeros((1000, 730), dtype=int)
     for chunk in chunks:
         y0, y1, x0, x1 = chunk.core
@@ -360,8 +361,8 @@ def _disc_image(shape, count, seed):
 
 
 def _label_region(image):
-    def segment_region(slices):
-        labels, _ = ndimage.label(image[slices] > 0)
+    def segment_region(tile):
+        labels, _ = ndimage.label(image[tile.outer_slices] > 0)
         return {"whole-cell": labels}
 
     return segment_region
@@ -370,9 +371,9 @@ def _label_region(image):
 def test_chunked_stitching_reproduces_whole_image_objects():
     image = _disc_image((400, 500), 150, seed=3)
     whole, count = ndimage.label(image > 0)
-    stitched = segment_in_chunks(_label_region(image), image.shape, chunk_size=120, margin=40)[
-        "whole-cell"
-    ]
+    stitched, info = segment_in_tiles(_label_region(image), image.shape, tile_size=120, margin=40)
+    stitched = stitched["whole-cell"]
+    assert (info.tiles, info.skipped) == (4 * 5, 0)
     assert stitched.max() == count
     # same partition: a one-to-one mapping between labels
     pairs = np.unique(np.stack([whole.ravel(), stitched.ravel().astype(int)]), axis=1)

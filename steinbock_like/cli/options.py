@@ -59,8 +59,17 @@ def panel_option(default: str = layout.PANEL):
     return path_option("--panel", "panel_file", default=default, help="Panel CSV file.")
 
 
+#: Where ``runner_options`` keeps the dask options for :func:`run_jobs` (context.meta).
+DASK_OPTIONS_KEY = "steinbock_like.dask_options"
+
+
 def runner_options(function):
-    """``--workers``, ``--overwrite`` and ``--resume``, for every per-image command."""
+    """``--workers``, ``--overwrite``, ``--resume`` and the dask options
+    (``--scheduler``, ``--cluster``, ``--cluster-config``), for every per-image command.
+
+    The dask options are not passed to the command function: :func:`run_jobs`
+    reads them from the click context and builds the executor.
+    """
 
     @click.option(
         "--workers",
@@ -68,6 +77,28 @@ def runner_options(function):
         default=1,
         show_default=True,
         help="Images processed in parallel (worker processes).",
+    )
+    @click.option(
+        "--scheduler",
+        envvar="STEINBOCK_LIKE_SCHEDULER",
+        default=None,
+        metavar="ADDRESS",
+        help="Run the images on the dask cluster whose scheduler is at ADDRESS "
+        "(tcp://host:8786; env STEINBOCK_LIKE_SCHEDULER). --workers is then ignored.",
+    )
+    @click.option(
+        "--cluster",
+        default=None,
+        metavar="local:N|slurm|pbs|sge|lsf",
+        help="Start a dask cluster for this command: N local worker processes, or batch "
+        "jobs through dask-jobqueue (configured by --cluster-config).",
+    )
+    @click.option(
+        "--cluster-config",
+        "cluster_config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="YAML/JSON file of dask-jobqueue cluster options (see docs/cluster.md).",
     )
     @click.option(
         "--overwrite",
@@ -83,9 +114,40 @@ def runner_options(function):
     )
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        dask_options = {key: kwargs.pop(key, None) for key in DASK_KEYS}
+        context = click.get_current_context(silent=True)
+        if context is not None:
+            context.meta[DASK_OPTIONS_KEY] = dask_options
         return function(*args, **kwargs)
 
     return wrapper
+
+
+DASK_KEYS = ("scheduler", "cluster", "cluster_config")
+
+
+def _dask_executor_asked(context) -> bool:
+    options = context.meta.get(DASK_OPTIONS_KEY, {}) if context else {}
+    return bool(options.get("scheduler") or options.get("cluster"))
+
+
+def _dask_executor(context):
+    """The DaskExecutor the command's --scheduler/--cluster options ask for, or None."""
+    options = context.meta.get(DASK_OPTIONS_KEY, {}) if context else {}
+    scheduler, cluster, config_file = (options.get(key) for key in DASK_KEYS)
+    if not scheduler and not cluster:
+        if config_file is not None:
+            raise SteinbockLikeError("--cluster-config needs --cluster")
+        return None
+    from steinbock_like.runner.dask import executor_from_options
+
+    config = {}
+    if config_file is not None:
+        from steinbock_like.io.cluster_config import read_cluster_config
+
+        app = context.find_object(AppContext)
+        config = read_cluster_config(app.path(config_file) if app else config_file)
+    return executor_from_options(scheduler or None, cluster, config)
 
 
 def run_jobs(
@@ -106,7 +168,8 @@ def run_jobs(
     ``parameters`` (for the metadata) defaults to the options of the running click
     command as the user gave them, updated with ``resolved`` (values the command
     decided, e.g. the backend ``auto`` chose); ``executor`` defaults to a
-    :class:`LocalExecutor` with ``workers`` processes.
+    :class:`~steinbock_like.runner.dask.DaskExecutor` where ``--scheduler`` or
+    ``--cluster`` was given, else a :class:`LocalExecutor` with ``workers`` processes.
     """
     context = click.get_current_context(silent=True)
     if parameters is None:
@@ -116,6 +179,10 @@ def run_jobs(
     if not jobs:
         raise SteinbockLikeError(f"{command}: no input images found")
     kwargs.setdefault("data_dir", app.data_dir if app else None)
+    if executor is not None and _dask_executor_asked(context):
+        logger.warning("%s runs its tool on this machine: --scheduler/--cluster ignored", command)
+    # where the images run does not change what they give: --resume may switch
+    kwargs["resume_ignores"] = (*kwargs.get("resume_ignores", ()), *DASK_KEYS)
     summary = run_batch(
         task,
         jobs,
@@ -123,7 +190,7 @@ def run_jobs(
         parameters=parameters,
         overwrite=overwrite,
         resume=resume,
-        executor=executor or LocalExecutor(workers),
+        executor=executor or _dask_executor(context) or LocalExecutor(workers),
         **kwargs,
     )
     logger.info("%s: %s", command, summary.line())

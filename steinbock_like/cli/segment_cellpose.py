@@ -118,6 +118,15 @@ so memory stays bounded whatever the image size.
     show_default=True,
     help="Context (px) around each block; make it larger than the largest cell.",
 )
+@click.option(
+    "--tile-min-signal",
+    "tile_min_signal",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Blocks whose mean signal is below this hold no tissue: skipped, and counted in "
+    "run_metadata.json; 0: none skipped.",
+)
 @click.option("--gpu/--no-gpu", default=False, show_default=True, help="Run on a GPU.")
 @click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
 @click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
@@ -163,6 +172,7 @@ def cellpose_cmd(
     tile_overlap: float,
     block_size: int,
     block_overlap: int,
+    tile_min_signal: float,
     gpu: bool,
     minmax: bool,
     zscore: bool,
@@ -233,6 +243,7 @@ def cellpose_cmd(
         threads=threads_per_worker(workers) if workers > 1 else None,
         block_size=block_size,
         block_overlap=block_overlap,
+        tile_min_signal=tile_min_signal,
     )
     model_record = {
         "name": model_file.name,

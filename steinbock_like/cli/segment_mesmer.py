@@ -84,6 +84,15 @@ TYPES = {"whole-cell": "whole-cell", "nuclear": "nuclear", "both": "both"}
     show_default=True,
     help="Process images larger than this (pixels) in overlapping chunks; 0: never.",
 )
+@click.option(
+    "--tile-min-signal",
+    "tile_min_signal",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Chunks whose mean input signal (nuclear and membrane channels) is below this "
+    "hold no tissue: skipped, and counted in run_metadata.json; 0: none skipped.",
+)
 @img_option()
 @panel_option()
 @path_option("-o", "out_dir", default=layout.MASKS, help="Output directory of cell masks.")
@@ -105,6 +114,7 @@ def mesmer_cmd(
     model_path,
     threads,
     chunk_size,
+    tile_min_signal,
     img_dir,
     panel_file,
     out_dir,
@@ -149,6 +159,7 @@ def mesmer_cmd(
         aggr,
         threads_per_worker(workers, threads),
         chunk_size,
+        tile_min_signal,
     )
     run_jobs(
         task,

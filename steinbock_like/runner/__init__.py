@@ -24,6 +24,7 @@ What the runner guarantees, whoever the executor:
 \b
 jobs.py       Job, JobResult, BatchSummary; jobs_for / named_files build one job per image
 executors.py  LocalExecutor (in-process or a process pool), ExternalToolExecutor
+dask.py       DaskExecutor: the jobs on a dask.distributed cluster (--scheduler, --cluster)
 policy.py     overwrite/resume, same settings on resume, writability, stale temp files
 metadata.py   run_metadata.json, written as images finish
 batch.py      run_batch and the per-run tables

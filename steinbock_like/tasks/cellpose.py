@@ -19,6 +19,7 @@ from steinbock_like.io.masks import write_mask
 from steinbock_like.runner import Job
 from steinbock_like.segment import cellpose as cp
 from steinbock_like.segment import stain as st
+from steinbock_like.tiles import TilingInfo
 
 
 @dataclass(eq=False)
@@ -43,6 +44,8 @@ class CellposeTask:
     block_size, block_overlap : int
         Large images are segmented in blocks of this size with this much
         context (see :func:`steinbock_like.segment.cellpose.segment_in_blocks`).
+    tile_min_signal : float
+        Blocks whose mean signal is below this are skipped as empty (counted).
     """
 
     model_path: Path
@@ -55,6 +58,7 @@ class CellposeTask:
     tissue_margin: int = 8
     block_size: int = 2048
     block_overlap: int = 64
+    tile_min_signal: float = 0.0
     _segmenter: cp.CellposeSegmenter | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -89,6 +93,7 @@ class CellposeTask:
         )
 
         preprocessed: dict[str, np.ndarray] = {}
+        tiling = TilingInfo()
 
         def segment_region(box, tissue_crop):
             crop = image[box] if self.stain else image[(slice(None), *box)]
@@ -101,6 +106,8 @@ class CellposeTask:
                 lambda block: self._segmenter.segment(block, normalize=False),
                 block_size=self.block_size,
                 overlap=self.block_overlap,
+                min_signal=self.tile_min_signal,
+                tiling=tiling,
             )
 
         info: dict[str, Any] = {}
@@ -114,6 +121,8 @@ class CellposeTask:
             info["tissue_fraction"] = round(float(np.count_nonzero(tissue)) / tissue.size, 4)
             info["crop"] = None if box is None else [int(s) for b in box for s in (b.start, b.stop)]
         write_mask(job.outputs["mask"], labels)
+        if tiling.tiles:
+            info.update(tiling.as_dict())
         info["objects"] = int(np.count_nonzero(np.bincount(labels.ravel())[1:]))
         if "figure" in job.outputs:
             _write_figure(job.outputs["figure"], image, self.stain, preprocessed, labels)

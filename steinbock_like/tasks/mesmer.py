@@ -10,6 +10,9 @@ import pandas as pd
 
 from steinbock_like.runner import Job
 
+#: Rows per band when a large image's channels are streamed (None: about 16 Mi pixels).
+STREAM_BAND_ROWS: int | None = None
+
 
 @dataclass
 class MesmerTask:
@@ -25,6 +28,7 @@ class MesmerTask:
     aggr: str
     threads: int | None
     chunk_size: int
+    tile_min_signal: float = 0.0
     #: deep-watershed parameters (WatershedParams) per compartment; None: Mesmer's defaults
     postprocess: dict | None = None
     #: pre-processing parameters of MesmerSegmenter (percentile, kernel_size); None: defaults
@@ -51,29 +55,85 @@ class MesmerTask:
         from steinbock_like.io.panel import panel_for_image
         from steinbock_like.segment.mesmer import mesmer_input
 
-        path = job.inputs["image"]
-        check_segmentable(path, image_shape(path))
         if self._segmenter is None:
             self.setup()
-        image = read_image(path)
-        rows = panel_for_image(self.panel, image.shape[0], path)
-        nuclear, membrane = mesmer_input(
-            image, rows, minmax=self.minmax, zscore=self.zscore, aggr=self.aggr
-        )
-        del image
+        path = job.inputs["image"]
+        check_segmentable(path, image_shape(path))
+        streamed = self._streamed_input(path)
+        if streamed is not None:  # a large image: never held whole, only its two channels
+            nuclear, membrane = streamed
+        else:
+            image = read_image(path)
+            rows = panel_for_image(self.panel, image.shape[0], path)
+            nuclear, membrane = mesmer_input(
+                image, rows, minmax=self.minmax, zscore=self.zscore, aggr=self.aggr
+            )
+            del image
         masks = self._segmenter.segment(
             nuclear,
             membrane,
             pixel_size_um=self.pixel_size_um,
             compartment=self.compartment,
+            min_signal=self.tile_min_signal,
+            distribute=True,  # tiles of a large image over the dask workers, if on dask
             label=job.name,
         )
         info = {}
+        if self._segmenter.tiling is not None:
+            info.update(self._segmenter.tiling.as_dict())
         for key, compartment in (("cells", "whole-cell"), ("nuclei", "nuclear")):
             if key in job.outputs:
                 write_mask(job.outputs[key], masks[compartment])
                 info[key] = int(np.count_nonzero(np.unique(masks[compartment])))
         return info
+
+    def _streamed_input(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mesmer's two channels of an image to be tiled, read band by band.
+
+        The same values as :func:`mesmer_input` on the whole image (min-max
+        scaling from per-channel extremes found in a first pass); None where the
+        image is small enough to read whole, or for ``zscore`` (not streamed).
+        """
+        from steinbock_like.io.blocks import ChannelBands
+        from steinbock_like.io.images import image_shape
+        from steinbock_like.io.panel import panel_for_image
+        from steinbock_like.segment.mesmer.inputs import AGGREGATIONS, _panel_groups
+
+        num_channels, height, width = image_shape(path)
+        if self.zscore or self.chunk_size <= 0 or max(height, width) <= self.chunk_size:
+            return None
+        groups = _panel_groups(panel_for_image(self.panel, num_channels, path))
+        labels = np.unique(groups[~np.isnan(groups)])
+        if len(groups) != num_channels or len(labels) != 2 or self.aggr not in AGGREGATIONS:
+            return None  # the whole-image path names the problem
+        members = [np.flatnonzero(groups == label) for label in labels]
+        with ChannelBands(path) as reader:
+            lows, spans = {}, {}
+            if self.minmax:
+                for channel in np.concatenate(members):
+                    low, high = np.float32(np.inf), np.float32(-np.inf)
+                    for _, band in reader.bands(int(channel), min_rows=STREAM_BAND_ROWS):
+                        low = min(low, np.nanmin(band))
+                        high = max(high, np.nanmax(band))
+                    lows[channel], spans[channel] = np.float32(low), np.float32(high - low)
+            outputs = [np.empty((height, width), np.float32) for _ in labels]
+            aggregate = AGGREGATIONS[self.aggr]
+            for output, channels in zip(outputs, members, strict=True):
+                readers = [
+                    reader.bands(int(channel), min_rows=STREAM_BAND_ROWS) for channel in channels
+                ]
+                for bands in zip(*readers, strict=True):
+                    start = bands[0][0]
+                    if any(first != start for first, _ in bands):
+                        return None  # channels stored in different strips
+                    stack = np.stack([band for _, band in bands]).astype(np.float32)
+                    if self.minmax:
+                        for index, channel in enumerate(channels):
+                            stack[index] -= lows[channel]
+                            if spans[channel] > 0:
+                                stack[index] /= spans[channel]
+                    output[start : start + stack.shape[1]] = aggregate(stack, axis=0)
+        return outputs[0], outputs[1]
 
     def versions(self) -> dict:
         from importlib.metadata import version

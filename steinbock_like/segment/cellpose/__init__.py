@@ -33,7 +33,6 @@ figures.py    overview figures
 """
 
 from steinbock_like.segment.cellpose.blocks import (
-    block_ranges,
     normalize_percentiles,
     segment_in_blocks,
 )
@@ -62,7 +61,6 @@ __all__ = [
     "CellposeSegmenter",
     "CellposeSettings",
     "api_major",
-    "block_ranges",
     "cellpose_groups",
     "cellpose_version",
     "composite_rgb",

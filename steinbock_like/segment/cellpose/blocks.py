@@ -1,4 +1,4 @@
-"""Segmenting a large image block by block: each cell kept by the block holding its centre."""
+"""Cellpose on a large image block by block (the tiles of :mod:`steinbock_like.tiles`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
+
+from steinbock_like.tiles import TilingInfo, segment_in_tiles, tile_signal
 
 logger = logging.getLogger(__name__)
 
@@ -36,32 +38,21 @@ def normalize_percentiles(channels: np.ndarray, low: float = 1.0, high: float = 
     return out
 
 
-def block_ranges(length: int, block_size: int, overlap: int) -> list[tuple[slice, slice]]:
-    """Cut an axis into blocks: (core, core widened by ``overlap`` on both sides) each."""
-    ranges = []
-    for start in range(0, length, block_size):
-        stop = min(length, start + block_size)
-        ranges.append(
-            (slice(start, stop), slice(max(0, start - overlap), min(length, stop + overlap)))
-        )
-    return ranges
-
-
 def segment_in_blocks(
     channels: np.ndarray,
     segment: Callable[[np.ndarray], np.ndarray],
     *,
     block_size: int = 2048,
     overlap: int = 64,
+    min_signal: float = 0.0,
+    tiling: TilingInfo | None = None,
 ) -> np.ndarray:
     """Segment a large image block by block, so that memory depends on the block size.
 
-    Every block is segmented with ``overlap`` px of context on each side; an
-    object is kept by the block whose core holds its centre, so each object is
-    kept once and, where it is smaller than the overlap, seen whole. Objects
-    are pasted only onto background, so neighbours from two blocks never
-    overwrite each other. Channels are normalised once for the whole image
-    (:func:`normalize_percentiles`) and ``segment`` must not normalise again.
+    Blocks are the tiles of :mod:`steinbock_like.tiles` (cores of ``block_size``
+    from the top-left corner, ``overlap`` px of context on each side, objects
+    stitched across block borders). Channels are normalised once for the whole
+    image (:func:`normalize_percentiles`) and ``segment`` must not normalise again.
 
     Parameters
     ----------
@@ -74,6 +65,10 @@ def segment_in_blocks(
     overlap : int
         Context (px) on each side of a block; should exceed the largest
         object's diameter.
+    min_signal : float
+        Blocks whose mean (raw) signal is below this are skipped as empty.
+    tiling : TilingInfo, optional
+        Filled with the number of blocks and of skipped ones.
 
     Returns
     -------
@@ -85,37 +80,18 @@ def segment_in_blocks(
     normalized = normalize_percentiles(channels)
     if block_size <= 0 or (height <= block_size and width <= block_size):
         return np.asarray(segment(normalized)).astype(np.uint32, copy=False)
-    labels = np.zeros((height, width), dtype=np.uint32)
-    next_id = 1
-    for rows, padded_rows in block_ranges(height, block_size, overlap):
-        for cols, padded_cols in block_ranges(width, block_size, overlap):
-            block = np.asarray(segment(normalized[:, padded_rows, padded_cols]))
-            keep = _centred_in_core(block, rows, padded_rows, cols, padded_cols)
-            new_ids = np.zeros(keep.size, dtype=np.uint32)
-            new_ids[keep] = np.arange(next_id, next_id + int(keep.sum()), dtype=np.uint32)
-            next_id += int(keep.sum())
-            relabelled = new_ids[block]
-            target = labels[padded_rows, padded_cols]
-            free = (relabelled > 0) & (target == 0)
-            target[free] = relabelled[free]
-    return labels
-
-
-def _centred_in_core(block, rows, padded_rows, cols, padded_cols) -> np.ndarray:
-    """Per block label: whether the object's centre lies in the block's core."""
-    flat = block.ravel().astype(np.int64, copy=False)
-    area = np.bincount(flat)
-    y, x = np.indices(block.shape, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centre_y = np.bincount(flat, weights=y.ravel(), minlength=area.size) / area
-        centre_x = np.bincount(flat, weights=x.ravel(), minlength=area.size) / area
-    centre_y += padded_rows.start
-    centre_x += padded_cols.start
-    keep = (
-        (centre_y >= rows.start)
-        & (centre_y < rows.stop)
-        & (centre_x >= cols.start)
-        & (centre_x < cols.stop)
+    masks, info = segment_in_tiles(
+        lambda tile: {"labels": np.asarray(segment(normalized[(slice(None), *tile.outer_slices)]))},
+        (height, width),
+        tile_size=block_size,
+        margin=overlap,
+        even=False,
+        signal=lambda tile: tile_signal(channels, tile),
+        min_signal=min_signal,
     )
-    keep[0] = False
-    return keep
+    if tiling is not None:
+        tiling.tiles, tiling.skipped = info.tiles, info.skipped
+        tiling.skipped_tiles = info.skipped_tiles
+    if "labels" not in masks:
+        return np.zeros((height, width), dtype=np.uint32)
+    return masks["labels"]

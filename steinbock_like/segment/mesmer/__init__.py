@@ -12,7 +12,7 @@ Usage::
 
 Modules: :mod:`.inputs` (channel groups), :mod:`.preprocess` (resize, clipping,
 CLAHE), :mod:`.tiling` (tiles and blending), :mod:`.model` (the network),
-:mod:`.postprocess` (deep watershed), :mod:`.chunking` (large images),
+:mod:`.postprocess` (deep watershed), :mod:`steinbock_like.tiles` (large images),
 :mod:`.segmenter` (the pipeline).
 """
 

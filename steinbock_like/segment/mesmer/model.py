@@ -48,6 +48,7 @@ class MesmerNetwork:
 
     def __init__(self, model_path: str | Path, *, threads: int | None = None):
         self.model_path = Path(model_path)
+        self.threads = threads
         if not self.model_path.exists():
             raise MissingToolError(f"{self.model_path}: model file not found")
         if self.model_path.is_dir():
@@ -55,6 +56,11 @@ class MesmerNetwork:
             self.tile_shape = (256, 256)
         else:
             self._predict, self.tile_shape = _load_onnx(self.model_path, threads)
+
+    def __reduce__(self):
+        # Sent to another process (a dask worker computing tiles of a large image)
+        # as its file name: loaded there once per process.
+        return (network_in_process, (str(self.model_path), self.threads))
 
     def predict(self, tiles: np.ndarray) -> list[np.ndarray]:
         """Run a batch of NYXC float32 tiles; return the four NYXC output maps."""
@@ -129,3 +135,14 @@ def _load_tensorflow(path: Path):
         return outputs
 
     return predict
+
+
+_networks: dict[tuple[str, int | None], MesmerNetwork] = {}
+
+
+def network_in_process(model_path: str | Path, threads: int | None) -> MesmerNetwork:
+    """The network of ``model_path``, loaded once per process (per thread count)."""
+    key = (str(Path(model_path).absolute()), threads)
+    if key not in _networks:
+        _networks[key] = MesmerNetwork(model_path, threads=threads)
+    return _networks[key]

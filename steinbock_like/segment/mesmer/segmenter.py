@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from steinbock_like import tiles as slide_tiles
 from steinbock_like.errors import SteinbockLikeError
-from steinbock_like.segment.mesmer.chunking import segment_in_chunks
-from steinbock_like.segment.mesmer.model import COMPARTMENT_MAPS, MesmerNetwork
+from steinbock_like.segment.mesmer.model import COMPARTMENT_MAPS, MesmerNetwork, network_in_process
 from steinbock_like.segment.mesmer.postprocess import (
     NUCLEAR_PARAMS,
     WHOLE_CELL_PARAMS,
@@ -113,10 +113,11 @@ class MesmerSegmenter:
         percentile: float = CLIP_PERCENTILE,
         kernel_size: int = CLAHE_KERNEL_SIZE,
     ):
-        self.network = MesmerNetwork(model_path, threads=threads)
+        self.network = network_in_process(model_path, threads)
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         self.chunk_margin = chunk_margin
+        self.tiling: slide_tiles.TilingInfo | None = None  # of the last image
         self.params = {"whole-cell": whole_cell_params, "nuclear": nuclear_params}
         self.percentile = percentile
         self.kernel_size = kernel_size
@@ -129,9 +130,11 @@ class MesmerSegmenter:
         pixel_size_um: float = 1.0,
         compartment: str = "whole-cell",
         chunk_size: int | None = None,
+        min_signal: float = 0.0,
+        distribute: bool = False,
         label: str = "",
     ) -> dict[str, np.ndarray]:
-        """Segment one image.
+        """Segment one image (in tiles where it is larger than the chunk size).
 
         Parameters
         ----------
@@ -143,8 +146,14 @@ class MesmerSegmenter:
             What to segment.
         chunk_size : int, optional
             Override the segmenter's chunk size for this image.
+        min_signal : float
+            Tiles whose mean input signal is below this hold no tissue: skipped
+            (counted in ``self.tiling``, a :class:`~steinbock_like.tiles.TilingInfo`).
+        distribute : bool
+            Spread the tiles over the dask cluster when this runs in a dask task
+            (:func:`steinbock_like.tiles.distributed_map`).
         label : str
-            The image's name, for the chunk progress lines.
+            The image's name, for the tile progress lines.
 
         Returns
         -------
@@ -153,6 +162,7 @@ class MesmerSegmenter:
             the input's shape, uint16 (uint32 only beyond 65535 objects).
         """
         names = compartments_of(compartment)
+        self.tiling = None
         image = _stack_channels(nuclear, membrane)
         chunk_size = self.chunk_size if chunk_size is None else chunk_size
         height, width = image.shape[:2]
@@ -160,20 +170,22 @@ class MesmerSegmenter:
             masks = self.segment_region(image, pixel_size_um, names)
         else:
             stats = _approximate_stats(image, self.percentile)
-
-            def segment_region(slices):
-                return self.segment_region(image[slices], pixel_size_um, names, stats)
-
             scale = pixel_size_um / MODEL_PIXEL_SIZE_UM
             margin = self.chunk_margin
             if margin is None:
                 margin = math.ceil(DEFAULT_CHUNK_MARGIN_MODEL_PX / scale)
-            masks = segment_in_chunks(
-                segment_region,
+            region = _RegionSegmenter(self, pixel_size_um, names, stats)
+            info = slide_tiles.TilingInfo()
+            masks, self.tiling = slide_tiles.segment_in_tiles(
+                lambda tile: region(image[tile.outer_slices]),
                 (height, width),
-                chunk_size=chunk_size,
+                tile_size=chunk_size,
                 margin=margin,
                 align=max(1, round(self.kernel_size / scale)),
+                signal=lambda tile: slide_tiles.tile_signal(image.transpose(2, 0, 1), tile),
+                min_signal=min_signal,
+                mapper=_crop_mapper(region, image, info.workers) if distribute else None,
+                info=info,
                 label=label,
             )
         return {name: _as_mask_dtype(mask) for name, mask in masks.items()}
@@ -205,6 +217,27 @@ class MesmerSegmenter:
             labels = deep_watershed(distance, interior, self.params[name])
             masks[name] = resize_labels(labels, shape)
         return masks
+
+
+class _RegionSegmenter:
+    """Picklable ``crop -> masks`` of one image's tiles (the network travels as its path)."""
+
+    def __init__(self, segmenter, pixel_size_um, compartments, stats):
+        self.segmenter = segmenter
+        self.args = (pixel_size_um, compartments, stats)
+
+    def __call__(self, crop: np.ndarray) -> dict[str, np.ndarray]:
+        return self.segmenter.segment_region(crop, *self.args)
+
+
+def _crop_mapper(region: _RegionSegmenter, image: np.ndarray, workers_seen: set[str]):
+    """A mapper sending each tile's crop (not the whole image) over the dask workers."""
+
+    def mapper(_function, tiles):
+        crops = (image[tile.outer_slices] for tile in tiles)
+        return slide_tiles.distributed_map(region, crops, workers_seen=workers_seen)
+
+    return mapper
 
 
 def _stack_channels(nuclear: np.ndarray, membrane: np.ndarray) -> np.ndarray:

@@ -1,0 +1,295 @@
+"""Whole-slide images as overlapping tiles: plan, skip empty tiles, segment, stitch.
+
+One module for every segmenter (Mesmer, Cellpose, ...) that processes large
+images piece by piece. The image is cut into a grid of *cores* that cover it
+exactly; each tile is its core plus a margin on every side (clipped at the
+image border) and is segmented on its own. An object found in a tile is
+*owned* by that tile if the centre of its bounding box lies in the core; owned
+objects are copied whole (margin parts included) into the output, so an object
+cut by a core border is one object, neither cut nor duplicated, as long as it
+is smaller than the margin.
+
+Where two tiles disagree slightly about an object near a seam, both versions
+can be owned; the later one is dropped if more than ``max_shared_fraction`` of
+its pixels are already taken, else it gets only the free pixels.
+
+Tiles whose core holds no tissue (mean signal below ``min_signal``) are not
+segmented at all and counted (:class:`TilingInfo`). How tiles are computed is
+up to ``mapper`` (``map`` by default; :func:`distributed_map` spreads them over
+the workers of the dask cluster running the job).
+
+Memory is bounded by the tile size (plus the output label images); the tile
+data may be read lazily (see :mod:`steinbock_like.io.blocks`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: its core and its outer (core + margin) box, both (y0, y1, x0, x1)."""
+
+    core: tuple[int, int, int, int]
+    outer: tuple[int, int, int, int]
+
+    @property
+    def outer_slices(self) -> tuple[slice, slice]:
+        y0, y1, x0, x1 = self.outer
+        return slice(y0, y1), slice(x0, x1)
+
+    @property
+    def core_slices(self) -> tuple[slice, slice]:
+        y0, y1, x0, x1 = self.core
+        return slice(y0, y1), slice(x0, x1)
+
+
+@dataclass
+class TilingInfo:
+    """What tiling did to one image: tiles planned, and those skipped as empty."""
+
+    tiles: int = 0
+    skipped: int = 0
+    skipped_tiles: list[tuple[int, int, int, int]] = field(default_factory=list)
+    workers: set[str] = field(default_factory=set)  # dask workers that computed tiles
+
+    def as_dict(self) -> dict[str, int]:
+        figures = {"tiles": self.tiles, "tiles_skipped": self.skipped}
+        if self.workers:
+            figures["tile_workers"] = len(self.workers)
+        return figures
+
+
+def _axis_cores(size: int, tile_size: int, even: bool) -> list[tuple[int, int]]:
+    if not even:
+        return [(start, min(size, start + tile_size)) for start in range(0, size, tile_size)]
+    count = max(1, math.ceil(size / tile_size))
+    edges = np.linspace(0, size, count + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def plan_tiles(
+    shape: tuple[int, int], tile_size: int, margin: int, align: int = 1, *, even: bool = True
+) -> list[Tile]:
+    """Cores of at most ``tile_size`` px covering ``shape``, each with a ``margin``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+    tile_size : int
+        Largest core side in pixels.
+    margin : int
+        Context on each side in pixels; should exceed the largest object.
+    align : int
+        Outer boxes start at multiples of this (the margin grows to reach one), so
+        that grid-based steps inside a tile (CLAHE's 128 px contextual regions) line
+        up with the same grid in the whole image.
+    even : bool
+        Cores of (nearly) equal size; else cores of exactly ``tile_size`` from the
+        top-left corner, the last ones smaller.
+
+    Returns
+    -------
+    list of Tile
+        Row by row, top-left first.
+    """
+    if tile_size < 1 or margin < 0 or align < 1:
+        raise ValueError(f"invalid tile size {tile_size}, margin {margin} or align {align}")
+    height, width = shape
+    tiles = []
+    for y0, y1 in _axis_cores(height, tile_size, even):
+        for x0, x1 in _axis_cores(width, tile_size, even):
+            outer = (max(0, y0 - margin) // align * align, min(height, y1 + margin))
+            outer += (max(0, x0 - margin) // align * align, min(width, x1 + margin))
+            tiles.append(Tile((y0, y1, x0, x1), outer))
+    return tiles
+
+
+def owned_objects(labels: np.ndarray, tile: Tile) -> list[tuple[int, tuple[slice, slice]]]:
+    """(label, bounding box in tile coordinates) of objects whose box centre is in the core."""
+    oy0, _, ox0, _ = tile.outer
+    cy0, cy1, cx0, cx1 = tile.core
+    owned = []
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        centre_y = oy0 + (box[0].start + box[0].stop - 1) / 2
+        centre_x = ox0 + (box[1].start + box[1].stop - 1) / 2
+        if cy0 <= centre_y < cy1 and cx0 <= centre_x < cx1:
+            owned.append((index + 1, box))
+    return owned
+
+
+def stitch_tile(
+    output: np.ndarray,
+    labels: np.ndarray,
+    tile: Tile,
+    next_label: int,
+    *,
+    max_shared_fraction: float = 0.5,
+) -> int:
+    """Copy the objects ``tile`` owns into ``output`` (in place); returns the next free label."""
+    oy0, _, ox0, _ = tile.outer
+    for object_id, (rows, cols) in owned_objects(labels, tile):
+        pixels = labels[rows, cols] == object_id
+        target = output[oy0 + rows.start : oy0 + rows.stop, ox0 + cols.start : ox0 + cols.stop]
+        taken = pixels & (target != 0)
+        num_taken = int(np.count_nonzero(taken))
+        if num_taken > max_shared_fraction * np.count_nonzero(pixels):
+            continue
+        target[pixels & ~taken] = next_label
+        next_label += 1
+    return next_label
+
+
+def tile_signal(channels: np.ndarray, tile: Tile) -> float:
+    """Mean signal of a (C, Y, X) or (Y, X) image in the core of ``tile``."""
+    rows, cols = tile.core_slices
+    return float(np.mean(channels[..., rows, cols], dtype=np.float64))
+
+
+def segment_in_tiles(
+    segment_region: Callable[[Tile], dict[str, np.ndarray]],
+    shape: tuple[int, int],
+    *,
+    tile_size: int,
+    margin: int,
+    align: int = 1,
+    even: bool = True,
+    signal: Callable[[Tile], float] | None = None,
+    min_signal: float = 0.0,
+    mapper: Callable[[Callable, Iterable], Iterator] | None = None,
+    dtype=np.uint32,
+    info: TilingInfo | None = None,
+    label: str = "",
+) -> tuple[dict[str, np.ndarray], TilingInfo]:
+    """Segment overlapping tiles and stitch their label images.
+
+    Parameters
+    ----------
+    segment_region : callable
+        ``segment_region(tile)`` returns a dict of label images (one per
+        compartment) of the shape of ``tile.outer``.
+    shape : (int, int)
+        Image shape (Y, X).
+    tile_size, margin, align, even
+        See :func:`plan_tiles`.
+    signal : callable, optional
+        ``signal(tile)``: the tile core's mean signal (e.g. :func:`tile_signal`).
+    min_signal : float
+        Tiles whose ``signal`` is below this are skipped (no objects there).
+    mapper : callable, optional
+        ``mapper(segment_region, tiles)`` yields the results in tile order;
+        default ``map`` (one tile at a time).
+    info : TilingInfo, optional
+        Filled in and returned (e.g. one whose ``workers`` a mapper fills).
+    label : str
+        The image's name, for the progress lines.
+
+    Returns
+    -------
+    dict of str to ndarray of uint32
+        Stitched labels, numbered 1..n in tile order.
+    TilingInfo
+    """
+    tiles = plan_tiles(shape, tile_size, margin, align, even=even)
+    info = info or TilingInfo()
+    info.tiles = len(tiles)
+    todo = []
+    for tile in tiles:
+        if signal is not None and min_signal > 0 and signal(tile) < min_signal:
+            info.skipped += 1
+            info.skipped_tiles.append(tile.core)
+        else:
+            todo.append(tile)
+    if info.skipped:
+        logger.info(
+            "%s%d of %d tiles hold no tissue: skipped", _prefix(label), info.skipped, info.tiles
+        )
+    outputs: dict[str, np.ndarray] = {}
+    next_labels: dict[str, int] = {}
+    results = (mapper or map)(segment_region, todo)
+    for number, (tile, result) in enumerate(zip(todo, results, strict=True), start=1):
+        logger.info("%stile %d/%d: %s", _prefix(label), number, len(todo), tile.outer)
+        for name, labels in result.items():
+            if name not in outputs:
+                outputs[name] = np.zeros(shape, dtype=dtype)
+                next_labels[name] = 1
+            next_labels[name] = stitch_tile(outputs[name], labels, tile, next_labels[name])
+    for name, output in outputs.items():
+        outputs[name] = _renumber(output)
+    return outputs, info
+
+
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Close gaps left by objects that lost all their pixels (keeps order)."""
+    present = np.unique(labels)
+    present = present[present > 0]
+    if present.size == 0 or present[-1] == present.size:
+        return labels
+    lookup = np.zeros(int(present[-1]) + 1, dtype=labels.dtype)
+    lookup[present] = np.arange(1, present.size + 1, dtype=labels.dtype)
+    return lookup[labels]
+
+
+def distributed_map(
+    function: Callable, items: Iterable, *, workers_seen: set[str] | None = None
+) -> Iterator:
+    """``map`` over the dask cluster when called inside a dask task, else plain ``map``.
+
+    Inside a job that a :class:`~steinbock_like.runner.dask.DaskExecutor` runs,
+    the items (tiles of one large image) are submitted to the cluster from the
+    worker (which leaves its thread meanwhile), so they spread over every
+    worker; at most two items per worker are in flight, and results are
+    yielded in order. ``function`` must be picklable there. The addresses of
+    the workers that computed items are added to ``workers_seen``.
+    """
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        yield from map(function, items)
+        return
+    from collections import deque
+
+    from distributed import worker_client
+
+    with worker_client() as client:
+        workers = len(client.scheduler_info().get("workers", {})) or 1
+        pending: deque = deque()
+        for item in items:
+            data = client.scatter(item) if isinstance(item, np.ndarray) else item
+            pending.append(client.submit(_on_worker, function, data, pure=False))
+            if len(pending) >= 2 * workers:
+                yield _pop_result(pending, workers_seen)
+        while pending:
+            yield _pop_result(pending, workers_seen)
+
+
+def _on_worker(function: Callable, item):
+    from distributed import get_worker
+
+    return function(item), get_worker().address
+
+
+def _pop_result(pending, workers_seen: set[str] | None):
+    future = pending.popleft()
+    result, address = future.result()
+    future.release()
+    if workers_seen is not None:
+        workers_seen.add(address)
+    return result
+
+
+def _prefix(label: str) -> str:
+    return f"{label}: " if label else ""
