@@ -178,8 +178,8 @@ def deepcell_cmd(
         aggr,
         threads_per_worker(workers, threads),
         DEFAULT_CHUNK_SIZE,
-        postprocess,
-        preprocess,
+        postprocess=postprocess,
+        preprocess=preprocess,
     )
     run_jobs(
         task,

@@ -159,7 +159,7 @@ def mesmer_cmd(
         aggr,
         threads_per_worker(workers, threads),
         chunk_size,
-        tile_min_signal,
+        tile_min_signal=tile_min_signal,
     )
     run_jobs(
         task,
