@@ -202,8 +202,8 @@ All commands run in the data directory (or pass `--data DIR` before the command)
 
 Real data start as `.mcd` (or `.txt`) files and an IMC panel in `raw/`. Here the
 example generator writes synthetic acquisitions (IMC `.txt` files) and the ground
-truth masks; we delete everything else it wrote, so that the tutorial starts from the
-raw files alone.
+truth masks; we delete the panel and images it also wrote, so that the tutorial starts
+from the raw files.
 """
     )
     t.run("example", "imc", ".", "--images", str(IMAGES), "--size", str(SIZE), "--raw")
