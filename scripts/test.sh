@@ -3,7 +3,7 @@
 # Usage: scripts/test.sh [PYTEST ARGS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_venv.sh test,mesmer,cellpose,export,instanseg
+bash scripts/setup_venv.sh test,mesmer,cellpose,export,instanseg,docs
 venv="${STEINBOCK_LIKE_VENV:-.venv}"
 # Real external tools for the tests that compare with them (each skips where absent):
 # CellProfiler 4.2.8.1 headless in its own Python 3.9 environment, and the X/VNC stack.
