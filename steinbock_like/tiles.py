@@ -265,11 +265,19 @@ def distributed_map(
     from distributed import worker_client
 
     with worker_client() as client:
-        workers = len(client.scheduler_info().get("workers", {})) or 1
+        addresses = sorted(client.scheduler_info().get("workers", {})) or [None]
+        workers = len(addresses)
         pending: deque = deque()
-        for item in items:
-            data = client.scatter(item) if isinstance(item, np.ndarray) else item
-            pending.append(client.submit(_on_worker, function, data, pure=False))
+        for number, item in enumerate(items):
+            # Round robin: scattered data pulls its task to the worker holding it, so
+            # without a target every tile would run where the image was read.
+            target = [addresses[number % workers]] if addresses[0] else None
+            data = client.scatter(item, workers=target) if isinstance(item, np.ndarray) else item
+            pending.append(
+                client.submit(
+                    _on_worker, function, data, pure=False, workers=target, allow_other_workers=True
+                )
+            )
             if len(pending) >= 2 * workers:
                 yield _pop_result(pending, workers_seen)
         while pending:

@@ -302,7 +302,7 @@ def _probability_dataset(root: Path, count: int = 8, size: int = 500) -> None:
 
 def _start(root: Path, *args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "steinbock_like", "--data", str(root)]
-    command += ["segment", "cellprofiler", "run", *args]
+    command += ["segment", "cellprofiler", "run", "--backend", "native", *args]
     return subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
 
 
@@ -334,7 +334,10 @@ def test_a_worker_killed_like_the_oom_killer_does_is_one_line_and_resume_finishe
         "Error: a worker process died (out of memory, or it could not start): rerun with "
         "fewer --workers, or with --workers 1 to see the error"
     ]
-    assert run("--data", tmp_path, "segment", "cellprofiler", "run", "--resume") == 0
+    assert (
+        run("--data", tmp_path, "segment", "cellprofiler", "run", "--backend", "native", "--resume")
+        == 0
+    )
     assert len(list((tmp_path / "masks").glob("im*.tiff"))) == 8
 
 

@@ -45,7 +45,7 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def start_run(root: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "steinbock_like", "--data", str(root)]
-    command += ["segment", "cellprofiler", "run", "--workers", "2", *extra]
+    command += ["segment", "cellprofiler", "run", "--backend", "native", "--workers", "2", *extra]
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -100,7 +100,9 @@ def wait_until_gone(pids: list[int], seconds: float = 15) -> list[int]:
 
 
 def assert_resume_finishes(root: Path) -> None:
-    done = cli(root, "segment", "cellprofiler", "run", "--workers", "2", "--resume")
+    done = cli(
+        root, "segment", "cellprofiler", "run", "--backend", "native", "--workers", "2", "--resume"
+    )
     assert done.returncode == 0, done.stderr
     assert masks(root) == [f"im{i}.tiff" for i in range(NUM_IMAGES)]
     assert all(read_mask(root / "masks" / name).shape == (250, 250) for name in masks(root))

@@ -58,7 +58,8 @@ def test_cellprofiler_from_our_install_script_is_used_by_the_cli(clean, tmp_path
     data = tmp_path / "data"
     (data / "ilastik_probabilities").mkdir(parents=True)
     tifffile.imwrite(data / "ilastik_probabilities/a.tiff", np.zeros((6, 7, 3), np.uint16))
-    assert run("--data", data, "segment", "cellprofiler", "prepare") == 0
+    # scale 1: the stand-in writes masks of the probabilities' own shape
+    assert run("--data", data, "segment", "cellprofiler", "prepare", "--scale", "1") == 0
     assert run("--data", data, "segment", "cellprofiler", "run", "--backend", "auto") == 0
     assert "-m cellprofiler" in (python.parent / "ran").read_text()
     assert tifffile.imread(data / "masks/a.tiff").shape == (6, 7)

@@ -42,6 +42,9 @@ def expand_cmd(app: AppContext, masks, distance, out_dir, workers, overwrite, re
     files = _mask_files(app, masks)
     target = app.path(out_dir) if out_dir else files[0].parent if files else app.path(masks)
     jobs = jobs_for(named_files(files, "mask"), {"mask": target})
+    if out_dir is None:  # steinbock's default: grow the masks in place
+        for job in jobs:
+            job.params["in_place"] = True
     run_jobs(
         ExpandTask(distance),
         jobs,

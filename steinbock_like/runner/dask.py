@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from steinbock_like.errors import SteinbockLikeError
-from steinbock_like.runner.executors import _mtime, _remove_written, execute_job
+from steinbock_like.runner.executors import execute_job, remove_outputs
 from steinbock_like.runner.jobs import Job, JobResult
 
 logger = logging.getLogger("steinbock_like.runner")
@@ -101,7 +101,6 @@ class DaskExecutor:
             token = uuid.uuid4().hex
             # The workers may run in another directory: hand them absolute paths.
             remote = [_absolute(job) for job in jobs]
-            before = {job.name: {p: _mtime(p) for p in job.outputs.values()} for job in remote}
             futures = {}
             for job in remote:
                 future = client.submit(
@@ -120,7 +119,7 @@ class DaskExecutor:
                     result = _collect(future, job, self.describe())
                     if result.status == "failed":
                         # also what a killed attempt may have left before the failure
-                        _remove_written(before[job.name])
+                        remove_outputs(job)
                     yield result
             finally:
                 for future in futures:

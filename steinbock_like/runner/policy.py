@@ -61,9 +61,12 @@ def check_jobs(jobs: Sequence[Job], extra: Sequence[Path] = ()) -> None:
     inputs = {_key(path): path for job in jobs for path in job.inputs.values()}
     writers: dict[Path, str] = {}
     for job in jobs:
+        # A job marked in_place (e.g. ``utils expand`` without -o) replaces its own input,
+        # atomically, after reading it; never another job's.
+        own = {_key(path) for path in job.inputs.values()} if job.params.get("in_place") else set()
         for path in job.outputs.values():
             key = _key(path)
-            if key in inputs:
+            if key in inputs and key not in own:
                 raise SteinbockLikeError(
                     f"{path}: this output would replace the input file {inputs[key]}; "
                     "choose another output directory"
