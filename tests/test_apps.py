@@ -33,12 +33,8 @@ from steinbock_like.apps.launch import AppCommand, app_environment, choose_displ
 from steinbock_like.apps.napari_viewer import channel_names, layer_specs, load_layer_specs
 from steinbock_like.errors import MissingToolError, SteinbockLikeError
 
-STEINBOCK_LIKE = [
-    sys.executable,
-    "-c",
-    "import sys; from steinbock_like.cli.main import cli, main; "
-    "from steinbock_like.cli.apps import apps_group; cli.add_command(apps_group); main()",
-]
+# The real entry point: a test fails if the ``apps`` group is not registered in cli/main.py.
+STEINBOCK_LIKE = [sys.executable, "-m", "steinbock_like"]
 
 
 # -- display names and cookies ----------------------------------------------------------------
@@ -526,3 +522,12 @@ def test_every_help_text_and_example_publishes_on_loopback_only(capsys):
     assert [(where, m) for where, m in found if not m.startswith("127.0.0.1:")] == []
     assert "-p 127.0.0.1:6080:6080" in texts["apps --help"]
     assert "ssh -L 6080:localhost:6080" in texts["apps --help"]
+
+
+def test_apps_group_is_registered_in_the_real_entry_point():
+    result = subprocess.run(
+        [*STEINBOCK_LIKE, "apps", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("ilastik", "napari", "run"):
+        assert f"  {name}" in result.stdout
