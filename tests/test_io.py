@@ -245,3 +245,42 @@ def test_channel_iteration_reads_requested_pages_and_reports_truncation(tmp_path
     (tmp_path / "cut.tiff").write_bytes(raw[: len(raw) * 3 // 4])
     with pytest.raises(InputError, match="unreadable or truncated TIFF"):
         list(iter_image_channels(tmp_path / "cut.tiff"))
+
+
+# -- neighbour tables -----------------------------------------------------------------------------
+def test_neighbors_written_with_steinbock_columns_only_and_read_back(tmp_path):
+    from steinbock_like.io.tables import read_neighbors, write_neighbors
+
+    table = pd.DataFrame(
+        {"Distance": [1.5, np.nan, 2.0], "Neighbor": [2, 1, 1], "Object": [1, 2, 3], "x": 0},
+        index=[7, 8, 9],
+    )
+    write_neighbors(tmp_path / "n.csv", table)
+    assert (tmp_path / "n.csv").read_text() == (
+        "Object,Neighbor,Distance\n1,2,1.5\n2,1,\n3,1,2.0\n"
+    )  # fixed column order, no index, NaN as an empty field
+    back = read_neighbors(tmp_path / "n.csv")
+    assert back["Object"].tolist() == [1, 2, 3] and back["Neighbor"].tolist() == [2, 1, 1]
+    assert back["Distance"].tolist()[0] == 1.5 and np.isnan(back["Distance"].tolist()[1])
+    assert [p.name for p in tmp_path.iterdir()] == ["n.csv"]  # no temporary file left
+
+
+def test_neighbors_without_a_column_are_named(tmp_path):
+    from steinbock_like.io.tables import read_neighbors
+
+    (tmp_path / "n.csv").write_text("Object,Distance\n1,2.0\n")
+    with pytest.raises(InputError, match=r"n.csv: neighbors table lacks column\(s\) Neighbor"):
+        read_neighbors(tmp_path / "n.csv")
+    with pytest.raises(InputError, match="file not found"):
+        read_neighbors(tmp_path / "absent.csv")
+
+
+def test_refdata_neighbors_round_trip_byte_for_byte(refdata, tmp_path):
+    from steinbock_like.io.export.tables import read_neighbor_table
+    from steinbock_like.io.tables import write_neighbors
+
+    for path in sorted((refdata / "neighbors_deepcell").glob("*.csv")):
+        table = read_neighbor_table(path)
+        assert table.dtypes.astype(str).tolist() == ["int64", "int64", "float32"]
+        write_neighbors(tmp_path / path.name, table)
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
