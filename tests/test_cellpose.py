@@ -113,7 +113,7 @@ def test_resolve_model_names_and_paths(tmp_path):
 
 
 def test_missing_model_says_where_the_file_must_go(tmp_path):
-    with pytest.raises(MissingToolError) as caught:
+    with pytest.raises(MissingToolError, match="CELLPOSE_LOCAL_MODELS_PATH") as caught:
         models.resolve_cellpose_model("cyto3", major=3, model_dir=tmp_path)
     message = str(caught.value)
     assert str(tmp_path / "cyto3") in message and "CELLPOSE_LOCAL_MODELS_PATH" in message

@@ -1,5 +1,7 @@
 """The io layer: every validation error names the file and leaves no output behind."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,7 +58,7 @@ def test_panel_round_trip_keeps_integral_labels(tmp_path):
 )
 def test_panel_errors_name_the_file(tmp_path, text, message):
     path = write(tmp_path / "panel.csv", text)
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match=re.escape(message)) as info:
         read_panel(path)
     assert str(info.value).startswith(str(path) + ": ")
     assert message in str(info.value)
@@ -122,7 +124,7 @@ def test_truncated_tiff_is_a_one_line_error(tmp_path):
     )
     raw = (tmp_path / "full.tiff").read_bytes()
     (tmp_path / "cut.tiff").write_bytes(raw[: len(raw) // 3])
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match="unreadable or truncated TIFF") as info:
         read_image(tmp_path / "cut.tiff")
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'cut.tiff'}: unreadable or truncated TIFF")
@@ -181,7 +183,7 @@ def test_pairs_report_unmatched_files_both_ways(tmp_path):
     for name in ("a", "b"):
         write_mask(tmp_path / "img" / f"{name}.tiff", np.zeros((2, 2), np.uint16))
     write_mask(tmp_path / "masks" / "a.tiff", np.zeros((2, 2), np.uint16))
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match="no matching file in") as info:
         match_by_name(tmp_path / "img", tmp_path / "masks")
     assert str(info.value).startswith(str(tmp_path / "img" / "b.tiff"))
     assert "no matching file in" in str(info.value)
@@ -196,7 +198,7 @@ def test_pairs_report_unmatched_files_both_ways(tmp_path):
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out" / "x.tiff"
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert not target.exists()
