@@ -129,3 +129,9 @@ def test_li_and_otsu_differ_on_a_skewed_histogram():
     assert otsu == pytest.approx(float(skimage.filters.threshold_otsu(values)), abs=2e-3)
     assert otsu - li > 0.05
     assert li == pytest.approx(0.2776, abs=2e-3) and otsu == pytest.approx(0.3486, abs=2e-3)
+
+
+def test_a_pixel_equal_to_the_threshold_is_foreground():
+    image = np.array([[0.2, 0.5, 0.7]], np.float32)
+    assert threshold.apply_threshold(image, 0.5, 0).tolist() == [[False, True, True]]
+    assert threshold.apply_threshold(image, np.float32(0.7), 0).tolist() == [[False, False, True]]
