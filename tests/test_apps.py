@@ -33,12 +33,8 @@ from steinbock_like.apps.launch import AppCommand, app_environment, choose_displ
 from steinbock_like.apps.napari_viewer import channel_names, layer_specs, load_layer_specs
 from steinbock_like.errors import MissingToolError, SteinbockLikeError
 
-STEINBOCK_LIKE = [
-    sys.executable,
-    "-c",
-    "import sys; from steinbock_like.cli.main import cli, main; "
-    "from steinbock_like.cli.apps import apps_group; cli.add_command(apps_group); main()",
-]
+# The real entry point: a test fails if the ``apps`` group is not registered in cli/main.py.
+STEINBOCK_LIKE = [sys.executable, "-m", "steinbock_like"]
 
 
 # -- display names and cookies ----------------------------------------------------------------
@@ -154,7 +150,7 @@ def test_probe_without_display_or_socket_says_what_to_mount(socket_dir, monkeypa
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(DisplayUnavailableError, match="DISPLAY is not set.*-v /tmp/.X11-unix"):
         probe_x11()
-    with pytest.raises(DisplayUnavailableError) as error:
+    with pytest.raises(DisplayUnavailableError, match="does not answer") as error:
         probe_x11(":4321")
     assert "does not answer" in str(error.value)
     assert "-v /tmp/.X11-unix:/tmp/.X11-unix" in str(error.value)
@@ -165,7 +161,7 @@ def test_auto_falls_back_to_vnc_and_x11_does_not(monkeypatch):
     monkeypatch.setenv("DISPLAY", ":4322")
     assert choose_display("auto") == ("vnc", None)
     assert choose_display("vnc") == ("vnc", None)
-    with pytest.raises(DisplayUnavailableError):
+    with pytest.raises(DisplayUnavailableError, match="X11 display :4322 does not answer"):
         choose_display("x11")
     with pytest.raises(SteinbockLikeError, match="unknown display mode"):
         choose_display("wayland")
@@ -526,3 +522,12 @@ def test_every_help_text_and_example_publishes_on_loopback_only(capsys):
     assert [(where, m) for where, m in found if not m.startswith("127.0.0.1:")] == []
     assert "-p 127.0.0.1:6080:6080" in texts["apps --help"]
     assert "ssh -L 6080:localhost:6080" in texts["apps --help"]
+
+
+def test_apps_group_is_registered_in_the_real_entry_point():
+    result = subprocess.run(
+        [*STEINBOCK_LIKE, "apps", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("ilastik", "napari", "run"):
+        assert f"  {name}" in result.stdout

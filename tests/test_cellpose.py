@@ -113,7 +113,7 @@ def test_resolve_model_names_and_paths(tmp_path):
 
 
 def test_missing_model_says_where_the_file_must_go(tmp_path):
-    with pytest.raises(MissingToolError) as caught:
+    with pytest.raises(MissingToolError, match="CELLPOSE_LOCAL_MODELS_PATH") as caught:
         models.resolve_cellpose_model("cyto3", major=3, model_dir=tmp_path)
     message = str(caught.value)
     assert str(tmp_path / "cyto3") in message and "CELLPOSE_LOCAL_MODELS_PATH" in message
@@ -493,6 +493,11 @@ def test_cli_hed_pipeline_with_tissue_mask(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 22: the real (tiny, IMC-trained) network finds no nuclei in the synthetic "
+    "H&E image (F1 0.0); strict, so it fails once the H&E route segments nuclei",
+)
 def test_cli_hed_with_a_real_model(trained_model, tmp_path):
     """The real network on the haematoxylin channel: runs end to end, mask of the image's size."""
     import tifffile
@@ -507,6 +512,10 @@ def test_cli_hed_with_a_real_model(trained_model, tmp_path):
     assert result.exit_code == 0, result.output + repr(result.exception)
     mask = read_mask(tmp_path / layout.MASKS / "slide.tiff")
     assert mask.shape == nuclei.shape
+    # Values, not only shapes: an empty mask must not pass. At present the tiny test model
+    # (trained on multiplexed example cells) finds 1 object (F1 0.0) of the 63 nuclei here
+    # (0 objects without noise): see the xfail reason.
+    assert object_f1(nuclei, mask) > 0.5
     # Three panels: the RGB input, the haematoxylin channel, the outlines.
     figure = imread(tmp_path / "figures" / "slide.png")
     assert figure.shape == (128, 3 * 160 + 2 * 4, 3)

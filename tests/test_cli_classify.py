@@ -244,3 +244,18 @@ def test_native_run_trains_once_and_retrains_when_labels_change(tmp_path, monkey
     assert run(*native, "--overwrite") == 0
     assert len(fits) == 2 and "labels changed" in capsys.readouterr().err
     assert read_project(project).forest_attributes != stored.forest_attributes
+
+
+def test_prepare_resume_redoes_an_image_whose_h5_was_cut_off(tmp_path, capsys):
+    args = _prepared(tmp_path, capsys, "--seed", "1")
+    images = sorted((tmp_path / "ilastik_img").glob("*.h5"))
+    cut = images[1]
+    whole = cut.read_bytes()
+    expected = read_ilastik_image(cut)
+    cut.write_bytes(whole[: len(whole) // 2])  # a run killed while writing it
+    (tmp_path / "pixel_classifier.ilp").unlink()
+    capsys.readouterr()
+    assert run(*args, "--resume") == 0, capsys.readouterr().err
+    metadata = json.loads((tmp_path / "ilastik_crops" / "run_metadata.json").read_text())
+    assert metadata["summary"] == {"ok": 1, "skipped": len(images) - 1, "failed": 0}
+    np.testing.assert_array_equal(read_ilastik_image(cut), expected)

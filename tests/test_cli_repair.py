@@ -86,3 +86,20 @@ def test_nuclei_without_cells_are_reported(tmp_path, capsys):
     assert run("--data", str(tmp_path), "repair") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"Error: {tmp_path / 'masks_nuclei' / 'z.tiff'}: no matching file")
+
+
+def test_resume_redoes_an_image_with_one_output_missing(tmp_path, capsys):
+    make_pair(tmp_path, "a")
+    make_pair(tmp_path, "b")
+    assert run("--data", str(tmp_path), "repair") == 0
+    done = tmp_path / "masks_matched" / "a.tiff"
+    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "masks_matched").glob("b.tiff")}
+    lost = next(p for p in tmp_path.glob("*/a.tiff") if p.parent.name not in ("masks",
+        "masks_nuclei", "masks_matched"))  # fmt: skip
+    lost.unlink()  # one of image a's outputs is gone: a is not finished
+    capsys.readouterr()
+    assert run("--data", str(tmp_path), "repair", "--resume") == 0, capsys.readouterr().err
+    assert lost.is_file() and done.is_file()
+    metadata = json.loads((tmp_path / "masks_matched" / "run_metadata.json").read_text())
+    assert metadata["summary"] == {"ok": 1, "skipped": 1, "failed": 0}
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept

@@ -56,3 +56,35 @@ def test_wrong_group_count_is_named(cache, tmp_path, capsys):
     assert run("--data", tmp_path, "segment", "mesmer") == 1
     err = capsys.readouterr().err
     assert "panel.csv: Mesmer needs exactly two groups" in err and "found 1" in err
+
+
+#: Nuclear masks of the refdata images (``--minmax``): object count and sha256 of the
+#: uint16 mask bytes. Pinned from this implementation (deepcell's reference has whole-cell
+#: masks only); a change of the nuclear post-processing (e.g. ``h`` 0.1 -> 0.075 turns
+#: 43 -> 47 and 17 -> 18 nuclei) changes them.
+NUCLEAR_MASKS = {
+    "20210305_NE_mockData1_001": (43, "f8fdc21c0cf75729"),
+    "20210305_NE_mockData1_002": (26, "561a85f2dd0737a5"),
+    "20210305_NE_mockData1_003": (25, "71127921747960cd"),
+    "20210305_NE_mockData2_001": (38, "9e8b1bb445f87024"),
+    "20210305_NE_mockData2_002": (15, "5b98c383bca9811d"),
+    "20210305_NE_mockData2_003": (17, "10247dd72a15da5f"),
+}
+
+
+@pytest.mark.parametrize("kind", ["nuclear", "both"])
+def test_nuclear_masks_are_pinned_for_every_refdata_image(refdata, cache, tmp_path, capsys, kind):
+    import hashlib
+
+    shutil.copytree(refdata / "img", tmp_path / "img")
+    shutil.copy(refdata / "panel.csv", tmp_path / "panel.csv")
+    code = run("--data", tmp_path, "segment", "mesmer", "--minmax", "--type", kind)
+    assert code == 0, capsys.readouterr().err
+    found = {}
+    for path in sorted((tmp_path / "masks_nuclei").glob("*.tiff")):
+        mask = read_mask(path)
+        assert mask.dtype == np.uint16
+        digest = hashlib.sha256(np.ascontiguousarray(mask).tobytes()).hexdigest()[:16]
+        found[path.stem] = (int(np.count_nonzero(np.unique(mask))), digest)
+    assert found == NUCLEAR_MASKS
+    assert (tmp_path / "masks").is_dir() == (kind == "both")

@@ -62,7 +62,7 @@ def test_unsupported_channel_count_is_a_user_error(channels, tmp_path):
 
 @pytest.mark.parametrize("options", [{"images": 0}, {"size": 8}])
 def test_bad_image_count_or_size_is_a_user_error(options, tmp_path):
-    with pytest.raises(SteinbockLikeError):
+    with pytest.raises(SteinbockLikeError, match="at least"):
         example.write_example_imc(tmp_path, **options)
 
 

@@ -236,3 +236,14 @@ def test_anndata_var_of_compartment_columns():
     assert "compartment" not in channel_var(panel, ["H3", "DNA"]).columns
     with pytest.raises(KeyError, match="'CD3_nucleus' is not a kept panel channel"):
         channel_var(panel, ["CD3_nucleus"])
+
+
+def test_merged_object_tables_keep_objects_present_in_every_table_in_first_order():
+    from steinbock_like.io.export.tables import merge_tables
+
+    intensities = pd.DataFrame({"CD3": [1.0, 2.0, 3.0]}, index=pd.Index([3, 1, 2], name="Object"))
+    regionprops = pd.DataFrame({"area": [10, 20, 40]}, index=pd.Index([1, 2, 4], name="Object"))
+    merged = merge_tables([intensities, regionprops])
+    assert merged.index.tolist() == [1, 2]  # 3 lacks regionprops, 4 lacks intensities
+    assert merged.columns.tolist() == ["CD3", "area"]
+    assert merged["CD3"].tolist() == [2.0, 3.0] and merged["area"].tolist() == [10, 20]

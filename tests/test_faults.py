@@ -577,5 +577,5 @@ def test_a_10_by_100000_strip_is_refused_by_the_tile_based_segmenters_at_once(tm
     with pytest.raises(InputError, match="too thin to segment"):
         task(Job("strip", {"image": strip}, {"cells": root / "masks" / "strip.tiff"}))
     square = root / "img" / "good.tiff"  # the rule spares small images, e.g. 40 x 40
-    with pytest.raises(AttributeError):  # got past the check, to the (absent) model
+    with pytest.raises(AttributeError, match="object"):  # got past the check, to the (absent) model
         task(Job("good", {"image": square}, {"cells": root / "masks" / "good.tiff"}))

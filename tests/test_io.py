@@ -1,5 +1,7 @@
 """The io layer: every validation error names the file and leaves no output behind."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,7 +58,7 @@ def test_panel_round_trip_keeps_integral_labels(tmp_path):
 )
 def test_panel_errors_name_the_file(tmp_path, text, message):
     path = write(tmp_path / "panel.csv", text)
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match=re.escape(message)) as info:
         read_panel(path)
     assert str(info.value).startswith(str(path) + ": ")
     assert message in str(info.value)
@@ -122,7 +124,7 @@ def test_truncated_tiff_is_a_one_line_error(tmp_path):
     )
     raw = (tmp_path / "full.tiff").read_bytes()
     (tmp_path / "cut.tiff").write_bytes(raw[: len(raw) // 3])
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match="unreadable or truncated TIFF") as info:
         read_image(tmp_path / "cut.tiff")
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'cut.tiff'}: unreadable or truncated TIFF")
@@ -181,7 +183,7 @@ def test_pairs_report_unmatched_files_both_ways(tmp_path):
     for name in ("a", "b"):
         write_mask(tmp_path / "img" / f"{name}.tiff", np.zeros((2, 2), np.uint16))
     write_mask(tmp_path / "masks" / "a.tiff", np.zeros((2, 2), np.uint16))
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match="no matching file in") as info:
         match_by_name(tmp_path / "img", tmp_path / "masks")
     assert str(info.value).startswith(str(tmp_path / "img" / "b.tiff"))
     assert "no matching file in" in str(info.value)
@@ -196,7 +198,7 @@ def test_pairs_report_unmatched_files_both_ways(tmp_path):
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out" / "x.tiff"
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert not target.exists()
@@ -245,3 +247,42 @@ def test_channel_iteration_reads_requested_pages_and_reports_truncation(tmp_path
     (tmp_path / "cut.tiff").write_bytes(raw[: len(raw) * 3 // 4])
     with pytest.raises(InputError, match="unreadable or truncated TIFF"):
         list(iter_image_channels(tmp_path / "cut.tiff"))
+
+
+# -- neighbour tables -----------------------------------------------------------------------------
+def test_neighbors_written_with_steinbock_columns_only_and_read_back(tmp_path):
+    from steinbock_like.io.tables import read_neighbors, write_neighbors
+
+    table = pd.DataFrame(
+        {"Distance": [1.5, np.nan, 2.0], "Neighbor": [2, 1, 1], "Object": [1, 2, 3], "x": 0},
+        index=[7, 8, 9],
+    )
+    write_neighbors(tmp_path / "n.csv", table)
+    assert (tmp_path / "n.csv").read_text() == (
+        "Object,Neighbor,Distance\n1,2,1.5\n2,1,\n3,1,2.0\n"
+    )  # fixed column order, no index, NaN as an empty field
+    back = read_neighbors(tmp_path / "n.csv")
+    assert back["Object"].tolist() == [1, 2, 3] and back["Neighbor"].tolist() == [2, 1, 1]
+    assert back["Distance"].tolist()[0] == 1.5 and np.isnan(back["Distance"].tolist()[1])
+    assert [p.name for p in tmp_path.iterdir()] == ["n.csv"]  # no temporary file left
+
+
+def test_neighbors_without_a_column_are_named(tmp_path):
+    from steinbock_like.io.tables import read_neighbors
+
+    (tmp_path / "n.csv").write_text("Object,Distance\n1,2.0\n")
+    with pytest.raises(InputError, match=r"n.csv: neighbors table lacks column\(s\) Neighbor"):
+        read_neighbors(tmp_path / "n.csv")
+    with pytest.raises(InputError, match="file not found"):
+        read_neighbors(tmp_path / "absent.csv")
+
+
+def test_refdata_neighbors_round_trip_byte_for_byte(refdata, tmp_path):
+    from steinbock_like.io.export.tables import read_neighbor_table
+    from steinbock_like.io.tables import write_neighbors
+
+    for path in sorted((refdata / "neighbors_deepcell").glob("*.csv")):
+        table = read_neighbor_table(path)
+        assert table.dtypes.astype(str).tolist() == ["int64", "int64", "float32"]
+        write_neighbors(tmp_path / path.name, table)
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name

@@ -1,10 +1,8 @@
 """Mesmer with the real network: fidelity to deepcell's masks, compartments, chunking.
 
-The network comes from the model cache: ``$STEINBOCK_LIKE_MODELS`` if set, else
-a folder inside the test virtual environment (``sys.prefix``), so CI downloads
-it once per environment. Where the model is not cached the tests are skipped,
-except when ``STEINBOCK_LIKE_REFDATA`` is set (CI): then the model is obtained,
-and a failure to obtain it fails the tests.
+The network comes from the normal model cache (``$STEINBOCK_LIKE_MODELS`` if set, else
+the user's cache, as the CLI uses; see the ``mesmer_model`` fixture in conftest.py),
+fetched there once if absent; a failure to obtain it fails the tests.
 """
 
 from pathlib import Path

@@ -271,7 +271,7 @@ def test_deep_watershed_drops_small_objects():
 def test_compartments_of():
     assert compartments_of("both") == ("whole-cell", "nuclear")
     assert compartments_of("nuclear") == ("nuclear",)
-    with pytest.raises(SteinbockLikeError):
+    with pytest.raises(SteinbockLikeError, match="unknown compartment 'cytoplasm'"):
         compartments_of("cytoplasm")
 
 

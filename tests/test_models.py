@@ -97,7 +97,7 @@ def test_unknown_model_name():
 
 
 def test_locate_mesmer_model_missing_says_how_to_get_it(tmp_path):
-    with pytest.raises(MissingToolError) as error:
+    with pytest.raises(MissingToolError, match="steinbock-like models get mesmer") as error:
         models.locate_mesmer_model(cache_dir=tmp_path)
     message = str(error.value)
     assert "steinbock-like models get mesmer" in message and "--model" in message

@@ -162,7 +162,7 @@ def test_unknown_name_fails_before_any_download(cache, capsys):
 
 
 def test_missing_cellpose_model_names_the_command(cache):
-    with pytest.raises(MissingToolError) as caught:
+    with pytest.raises(MissingToolError, match="run 'steinbock-like models get cyto3'") as caught:
         models.resolve_cellpose_model("cyto3", major=3)
     message = str(caught.value)
     assert "run 'steinbock-like models get cyto3'" in message and "\n" not in message

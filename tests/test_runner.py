@@ -94,7 +94,7 @@ def test_one_failing_image_does_not_stop_the_others(tmp_path):
 def test_existing_outputs_are_refused_then_overwritten(tmp_path):
     jobs = make_jobs(tmp_path)
     run(ThresholdTask(1.5), jobs)
-    with pytest.raises(OutputExistsError) as info:
+    with pytest.raises(OutputExistsError, match="exist already") as info:
         run(ThresholdTask(0.5), jobs)
     assert "4 output file(s) exist already" in str(info.value)
     assert "--overwrite" in str(info.value) and "--resume" in str(info.value)

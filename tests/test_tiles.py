@@ -140,3 +140,33 @@ def test_large_images_stream_the_same_mesmer_input(tmp_path, monkeypatch, minmax
     assert np.array_equal(nuclear, expected[0]) and np.array_equal(membrane, expected[1])
     task.chunk_size = 1000  # small enough to read whole
     assert task._streamed_input(tmp_path / "a.tiff") is None
+
+
+def test_an_object_centred_on_a_core_edge_is_owned_by_one_tile_only():
+    from steinbock_like.tiles import Tile, owned_objects
+
+    upper = Tile(core=(0, 10, 0, 20), outer=(0, 14, 0, 20))
+    lower = Tile(core=(10, 20, 0, 20), outer=(6, 20, 0, 20))
+    image = np.zeros((20, 20), np.int32)
+    image[8:13, 3:6] = 1  # box rows 8..12: centre row 10.0, the first row of the lower core
+    image[7:12, 10:13] = 2  # centre row 9.0: the upper core
+    owners = {
+        "upper": [label for label, _ in owned_objects(image[0:14], upper)],
+        "lower": [label for label, _ in owned_objects(image[6:20], lower)],
+    }
+    assert owners == {"upper": [2], "lower": [1]}
+
+
+def test_stitching_never_paints_over_an_object_already_placed():
+    from steinbock_like.tiles import Tile, stitch_tile
+
+    output = np.zeros((10, 10), np.uint32)
+    output[0:4, 0:4] = 1
+    tile = Tile(core=(0, 10, 0, 10), outer=(0, 10, 0, 10))
+    labels = np.zeros((10, 10), np.int32)
+    labels[3:7, 3:7] = 5  # shares 1 of its 16 pixels with object 1
+    labels[0:2, 0:3] = 6  # 6 of 6 pixels taken: dropped
+    assert stitch_tile(output, labels, tile, next_label=2) == 3
+    assert output[3, 3] == 1 and np.count_nonzero(output == 1) == 16
+    assert np.count_nonzero(output == 2) == 15 and output[6, 6] == 2
+    assert output.max() == 2

@@ -67,7 +67,7 @@ def test_stitch_places_tiles_and_relabels():
         relabel=True,
     )  # fmt: skip
     np.testing.assert_array_equal(stitched, [[1, 0, 2], [0, 0, 0]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"has shape \(1, 1\), expected \(2, 2\)"):
         stitch_tiles([(TileInfo("m", 0, 0, 2, 2), np.zeros((1, 1)))])
 
 
