@@ -293,3 +293,25 @@ def test_summary_reads_as_one_line(dataset):
     text = str(summary)
     assert f"2 image(s) of {CHANNELS} x {SIZE} x {SIZE}" in text
     assert f"({sum(summary.cell_counts)} cells)" in text and "\n" not in text
+
+
+def test_example_brightfield_is_an_hed_slide_with_its_truth(tmp_path):
+    from skimage.color import rgb2hed
+
+    from steinbock_like.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(tmp_path), "example", "brightfield", "bf", "--size", "96"])
+    assert exit_.value.code == 0
+    root = tmp_path / "bf"
+    assert list(read_panel(root / "panel.csv")["name"]) == ["red", "green", "blue"]
+    image = read_image(root / "img" / "slide_001.tiff")
+    nuclei = read_mask(root / "masks_truth_nuclei" / "slide_001.tiff")
+    tissue = read_mask(root / "tissue_truth" / "slide_001.tiff") > 0
+    assert image.shape == (3, 96, 96) and nuclei.max() > 10
+    assert not np.any(nuclei[~tissue])  # glass holds no cells
+    assert image[:, ~tissue].mean() > 240  # bright glass
+    haematoxylin = rgb2hed(np.moveaxis(image, 0, -1) / 255)[..., 0]
+    inside = haematoxylin[(nuclei > 0) & tissue].mean()
+    around = haematoxylin[(nuclei == 0) & tissue].mean()
+    assert inside > around + 0.1  # deconvolution finds the nuclei in the haematoxylin plane

@@ -179,3 +179,22 @@ def test_imc_config_equals_ilastik_and_cellprofiler_commands(example, tmp_path):
             pd.read_csv(cmd / "intensities" / f"{name}.csv"),
         )
     assert not (data / "ilastik_probabilities").exists()  # probabilities stay in memory
+
+
+@pytest.mark.slow
+def test_ihc_config_runs_on_the_brightfield_example(cellpose_model, tmp_path):
+    assert run("--data", tmp_path, "example", "brightfield", "bf", "--size", "128") == 0
+    data = tmp_path / "bf"
+    config = (CONFIGS / "ihc_cellpose_hed.yaml").read_text()
+    config = config.replace(
+        "{stain: hed, diameter: 11}", f"{{stain: hed, model: {cellpose_model}}}"
+    )
+    (data / "ihc.yaml").write_text(config)
+    assert run("--data", data, "process", "--config", data / "ihc.yaml") == 0
+    for name in ("slide_001", "slide_002"):
+        truth = read_mask(data / "tissue_truth" / f"{name}.tiff") > 0
+        tissue = read_mask(data / "masks_tissue" / f"{name}.tiff") > 0
+        assert (tissue & truth).sum() / (tissue | truth).sum() > 0.85  # the blob finds the tissue
+        nuclei = read_mask(data / "masks_nuclei" / f"{name}.tiff")
+        assert not np.any(nuclei[~tissue])  # and nothing is segmented on the glass
+    assert (data / "regionprops_nuclei" / "slide_001.csv").is_file()

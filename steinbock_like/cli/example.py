@@ -122,6 +122,36 @@ def example_imc_cmd(
 
 
 @example_group.command(
+    name="brightfield",
+    help="""Write synthetic brightfield (H&E-like) slides with ground truth to DIRECTORY.
+
+    RGB slides as 3-channel images (img/, panel.csv with the channels red,
+    green, blue): haematoxylin nuclei in eosin tissue, bright glass around it;
+    the truth in masks_truth_nuclei/ and tissue_truth/. Input for the IHC route:
+    'segment cellpose --stain hed' or panel_examples/configs/ihc_cellpose_hed.yaml.
+    """,
+)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--images", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Number of slides.")  # fmt: skip
+@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True,
+              help="Width and height in pixels.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing example's files.")
+@pass_app
+def example_brightfield_cmd(
+    app: AppContext, directory: Path, images: int, size: int, seed: int, overwrite: bool
+) -> None:
+    from steinbock_like.example.brightfield import write_example_brightfield
+    from steinbock_like.runner import check_single_output
+
+    root = app.path(directory)
+    check_single_output(root / layout.PANEL, overwrite=overwrite)
+    names = write_example_brightfield(root, images=images, size=size, seed=seed)
+    logger.info("example brightfield: %d slides of %d x %d px in %s", len(names), size, size, root)
+
+
+@example_group.command(
     name="ilastik-labels",
     help="""Paint training labels from the ground truth into an ilastik project.
 
