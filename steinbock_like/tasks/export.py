@@ -16,14 +16,11 @@ class OmeTiffTask:
     panel: pd.DataFrame
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.io.export.ome_tiff import ome_channel_names, write_ome_tiff
-        from steinbock_like.io.images import image_shape, iter_image_channels
-        from steinbock_like.io.panel import panel_for_image
+        from steinbock_like.io.export.ome_tiff import write_ome_tiff
+        from steinbock_like.io.images import iter_image_channels
 
         path = job.inputs["image"]
-        shape = image_shape(path)
-        rows = panel_for_image(self.panel, shape[0], path)
-        names = ome_channel_names(rows["channel"].tolist(), rows["name"].tolist())
+        shape, names = _shape_and_channel_names(self.panel, path)
         write_ome_tiff(
             job.outputs["ome"],
             (channel for _, channel in iter_image_channels(path)),
@@ -107,15 +104,10 @@ class OmeZarrTask:
     panel: pd.DataFrame
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.io.export.ome_tiff import ome_channel_names
         from steinbock_like.io.export.ome_zarr import lazy_image, lazy_mask, write_ome_zarr
-        from steinbock_like.io.images import image_shape
-        from steinbock_like.io.panel import panel_for_image
 
         path = job.inputs["image"]
-        shape = image_shape(path)
-        rows = panel_for_image(self.panel, shape[0], path)
-        names = ome_channel_names(rows["channel"].tolist(), rows["name"].tolist())
+        shape, names = _shape_and_channel_names(self.panel, path)
         mask = None
         if "mask" in job.inputs:
             mask = lazy_mask(job.inputs["mask"], shape=shape[1:])
@@ -145,3 +137,14 @@ class HistocatTask:
                 raise ValueError("histoCAT masks are uint16: an object ID exceeds 65535")
             write_histocat_tiff(job.outputs["mask"], mask.astype(np.uint16))
         return {"channels": shape[0]}
+
+
+def _shape_and_channel_names(panel: pd.DataFrame, path) -> tuple[tuple[int, ...], list[str]]:
+    """The image's shape and its OME channel names (``<channel>_<name>``) from the panel."""
+    from steinbock_like.io.export.ome_tiff import ome_channel_names
+    from steinbock_like.io.images import image_shape
+    from steinbock_like.io.panel import panel_for_image
+
+    shape = image_shape(path)
+    rows = panel_for_image(panel, shape[0], path)
+    return shape, ome_channel_names(rows["channel"].tolist(), rows["name"].tolist())
