@@ -6,14 +6,16 @@
    with 1 and with 2 worker processes. Prints wall times (median of repeats), the
    speed-up of 2 dask workers over 1 and the dask overhead per job (1 dask worker
    vs local), and checks the masks are byte-identical.
-2. One large slide (default 4000 x 4000 px) through ``segment mesmer
-   --chunk-size 1024`` on 2 dask workers (its tiles spread over both): wall time
-   and peak RSS of each worker process (``getrusage`` in the workers).
+2. One large slide (default 4000 x 4000 px; ``--slide 20000`` for a whole
+   slide) through ``segment mesmer --chunk-size 2048`` on 2 dask workers (its
+   tiles spread over both): wall time and peak RSS of each worker process
+   (``getrusage`` in the workers). ``--slide-tissue F`` puts tissue in a central
+   square of about F of the area, the rest empty (those tiles are skipped).
 3. Stitching (``--stitch-size``, default 0 = skip; e.g. 6000): tiled vs whole-image
    Mesmer on one image, object F1 and objects split along a tile border.
 
     python benchmarks/bench_dask.py [--images 16] [--size 512] [--repeats 1]
-        [--slide 4000] [--stitch-size 6000] [--workdir DIR]
+        [--slide 4000] [--slide-tissue 1.0] [--stitch-size 6000] [--workdir DIR]
 
 Needs the Mesmer model cached (``steinbock-like models get mesmer``, or
 STEINBOCK_LIKE_MODELS pointing at a folder holding it).
@@ -144,25 +146,73 @@ def bench_batch(work: Path, images: int, size: int, repeats: int) -> None:
     print("  masks: byte-identical to the local executor's")
 
 
-def bench_slide(work: Path, size: int) -> None:
+BLOCK = 2048  # the synthetic slide is generated block by block (never whole)
+TIFF_TILE = 512
+
+
+def write_slide(path: Path, size: int, tissue: float) -> int:
+    """A (2, size, size) float32 tiled TIFF whose tissue fills a central square.
+
+    The square covers about ``tissue`` of the area (1.0: all of it), the rest is
+    zero; generated a 2048 px block at a time and written tile by tile, so that
+    the slide is never held in memory. Returns the number of tissue blocks.
+    """
+    side = size * tissue**0.5
+    low, high = (size - side) / 2, (size + side) / 2
+    blocks = range(0, size, BLOCK)
+    in_tissue = {
+        (by, bx)
+        for by in blocks
+        for bx in blocks
+        if by < high and by + BLOCK > low and bx < high and bx + BLOCK > low
+    }
+
+    def block(channel: int, by: int, bx: int) -> np.ndarray:
+        shape = (min(BLOCK, size - by), min(BLOCK, size - bx))
+        if (by, bx) not in in_tissue:
+            return np.zeros(shape, np.float32)
+        return two_channel_tissue(shape, spacing=24, seed=by * size + bx)[channel]
+
+    def tiles():
+        for channel in (0, 1):
+            for by in blocks:
+                band = np.concatenate([block(channel, by, bx) for bx in blocks], axis=1)
+                for ty in range(0, band.shape[0], TIFF_TILE):
+                    for tx in range(0, size, TIFF_TILE):
+                        tile = np.zeros((TIFF_TILE, TIFF_TILE), np.float32)
+                        part = band[ty : ty + TIFF_TILE, tx : tx + TIFF_TILE]
+                        tile[: part.shape[0], : part.shape[1]] = part
+                        yield tile
+
+    tifffile.imwrite(
+        path, tiles(), shape=(2, size, size), dtype=np.float32, tile=(TIFF_TILE, TIFF_TILE),
+        compression="zlib", photometric="minisblack",
+    )  # fmt: skip
+    return len(in_tissue)
+
+
+def bench_slide(work: Path, size: int, tissue: float) -> None:
     data = work / "slide"
     (data / "img").mkdir(parents=True)
-    nuclear, membrane = two_channel_tissue((size, size), spacing=24, seed=1)
-    tifffile.imwrite(data / "img" / "slide.tiff", np.stack([nuclear, membrane]))
-    del nuclear, membrane
+    start = time.perf_counter()
+    blocks = write_slide(data / "img" / "slide.tiff", size, tissue)
+    print(f"\n(slide written in {time.perf_counter() - start:.0f} s, {blocks} tissue blocks)")
     (data / "panel.csv").write_text(PANEL)
     cluster = Cluster(work / "dask_slide", 2)
     try:
         seconds = cli(
             data, "segment", "mesmer", "--pixelsize", "0.5", "--threads", "1",
-            "--chunk-size", "1024", "--scheduler", cluster.address,
+            "--chunk-size", "2048", "--tile-min-signal", "0.001", "--scheduler", cluster.address,
         )  # fmt: skip
         peaks = cluster.peak_rss_mib()
     finally:
         cluster.close()
     metadata = json.loads((data / "masks" / "run_metadata.json").read_text())
     info = metadata["images"]["slide"]["info"]
-    print(f"\n== slide: {size} x {size} px, segment mesmer --chunk-size 1024 on 2 dask workers")
+    print(
+        f"\n== slide: {size} x {size} px ({tissue:.0%} tissue), segment mesmer "
+        "--chunk-size 2048 --tile-min-signal 0.001 on 2 dask workers"
+    )
     print(f"  wall time {seconds:.1f} s; {info.get('cells')} cells")
     print(
         f"  tiles {info.get('tiles')}, skipped {info.get('tiles_skipped')}, "
@@ -205,6 +255,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--slide", type=int, default=4000, help="0: skip")
+    parser.add_argument(
+        "--slide-tissue", type=float, default=1.0, help="fraction of the slide holding tissue"
+    )
     parser.add_argument("--stitch-size", type=int, default=0, help="0: skip")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
@@ -214,7 +267,7 @@ def main() -> None:
         if args.images:
             bench_batch(work, args.images, args.size, args.repeats)
         if args.slide:
-            bench_slide(work, args.slide)
+            bench_slide(work, args.slide, args.slide_tissue)
         if args.stitch_size:
             bench_stitch(args.stitch_size)
     finally:

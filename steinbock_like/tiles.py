@@ -231,14 +231,56 @@ def segment_in_tiles(
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
-    """Close gaps left by objects that lost all their pixels (keeps order)."""
-    present = np.unique(labels)
-    present = present[present > 0]
+    """Close gaps left by objects that lost all their pixels (keeps order; in place)."""
+    present = _present_labels(labels)
     if present.size == 0 or present[-1] == present.size:
         return labels
     lookup = np.zeros(int(present[-1]) + 1, dtype=labels.dtype)
     lookup[present] = np.arange(1, present.size + 1, dtype=labels.dtype)
-    return lookup[labels]
+    for rows in _row_bands(labels):
+        labels[rows] = lookup[labels[rows]]
+    return labels
+
+
+def count_labels(labels: np.ndarray) -> int:
+    """Number of distinct non-zero labels, without sorting a copy of the image."""
+    return int(_present_labels(labels).size)
+
+
+def _present_labels(labels: np.ndarray) -> np.ndarray:
+    """Sorted non-zero labels present, counted band by band (no whole-image copy)."""
+    if labels.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    seen = np.zeros(int(labels.max()) + 1, dtype=bool)
+    for rows in _row_bands(labels):
+        seen[labels[rows].ravel()] = True
+    seen[0] = False
+    return np.flatnonzero(seen)
+
+
+def _row_bands(array: np.ndarray, pixels: int = 1 << 24) -> Iterator[slice]:
+    step = max(1, pixels // max(1, int(np.prod(array.shape[1:]))))
+    for start in range(0, array.shape[0], step):
+        yield slice(start, start + step)
+
+
+class ArrayRegions:
+    """Tile regions of an image held in memory, (Y, X, C) or (Y, X).
+
+    The in-memory counterpart of :class:`steinbock_like.io.scratch.ScratchImage`:
+    both hand out ``read(rows, cols)`` regions and ``channel_bands(channel)``.
+    """
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.shape = image.shape[:2]
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        return self.image[rows, cols]
+
+    def channel_bands(self, channel: int) -> Iterator[np.ndarray]:
+        for rows in _row_bands(self.image):
+            yield self.image[rows, :, channel] if self.image.ndim == 3 else self.image[rows]
 
 
 def distributed_map(

@@ -135,9 +135,13 @@ def test_large_images_stream_the_same_mesmer_input(tmp_path, monkeypatch, minmax
         tmp_path / "model.onnx", panel, "whole-cell", 1.0, minmax, False, aggr, 1, 128
     )
     monkeypatch.setattr(task_module, "STREAM_BAND_ROWS", 32)  # 10 bands
-    nuclear, membrane = task._streamed_input(tmp_path / "a.tiff")
+    with task._streamed_input(tmp_path / "a.tiff") as scratch:
+        streamed = scratch.read(slice(None), slice(None))
+        region = scratch.read(slice(40, 90), slice(310, 333))
+        bands = np.concatenate(list(scratch.channel_bands(1)))
     expected = mesmer_input(read_image(tmp_path / "a.tiff"), panel, minmax=minmax, aggr=aggr)
-    assert np.array_equal(nuclear, expected[0]) and np.array_equal(membrane, expected[1])
+    assert np.array_equal(streamed, np.stack(expected, axis=-1))
+    assert np.array_equal(region, streamed[40:90, 310:333]) and np.array_equal(bands, expected[1])
     task.chunk_size = 1000  # small enough to read whole
     assert task._streamed_input(tmp_path / "a.tiff") is None
 
@@ -170,3 +174,31 @@ def test_stitching_never_paints_over_an_object_already_placed():
     assert output[3, 3] == 1 and np.count_nonzero(output == 1) == 16
     assert np.count_nonzero(output == 2) == 15 and output[6, 6] == 2
     assert output.max() == 2
+
+
+@pytest.mark.parametrize("percentile", [99.9, 50.0, 0.0, 100.0])
+def test_streamed_channel_stats_equal_the_whole_channel_stats(percentile):
+    from steinbock_like.segment.mesmer.preprocess import channel_stats, streamed_channel_stats
+
+    rng = np.random.default_rng(7)
+    for values in (
+        rng.normal(0, 3, size=(97, 61)),  # negatives, no zeros
+        rng.exponential(2, size=(97, 61)) * (rng.random((97, 61)) < 0.2),  # mostly zero
+        rng.integers(0, 4, size=(97, 61)),  # heavy ties
+        np.zeros((97, 61)),  # all zero: no clip value
+    ):
+        channel = values.astype(np.float32)
+        expected = channel_stats(channel, percentile)
+        bands = [channel[start : start + 10] for start in range(0, 97, 10)]
+        assert streamed_channel_stats(lambda b=bands: iter(b), percentile) == expected
+
+
+def test_renumbering_and_counting_in_bands_close_gaps_in_place(monkeypatch):
+    from steinbock_like import tiles
+
+    labels = np.array([[0, 5, 5, 0], [9, 9, 0, 2], [0, 0, 7, 7]], dtype=np.uint32)
+    monkeypatch.setattr(tiles, "_row_bands", lambda array: (slice(i, i + 1) for i in range(3)))
+    assert tiles.count_labels(labels) == 4
+    renumbered = tiles._renumber(labels)
+    assert renumbered is labels  # no second whole-image array
+    assert labels.tolist() == [[0, 2, 2, 0], [4, 4, 0, 1], [0, 0, 3, 3]]

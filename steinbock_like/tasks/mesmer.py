@@ -54,14 +54,16 @@ class MesmerTask:
         from steinbock_like.io.masks import write_mask
         from steinbock_like.io.panel import panel_for_image
         from steinbock_like.segment.mesmer import mesmer_input
+        from steinbock_like.tiles import count_labels
 
         if self._segmenter is None:
             self.setup()
         path = job.inputs["image"]
         check_segmentable(path, image_shape(path))
-        streamed = self._streamed_input(path)
-        if streamed is not None:  # a large image: never held whole, only its two channels
-            nuclear, membrane = streamed
+        scratch = self._streamed_input(path)
+        if scratch is not None:  # a large image: its two channels wait on disk, not in memory
+            with scratch:
+                masks = self._segmenter.segment_tiled(scratch, **self._segment_options(job))
         else:
             image = read_image(path)
             rows = panel_for_image(self.panel, image.shape[0], path)
@@ -69,34 +71,39 @@ class MesmerTask:
                 image, rows, minmax=self.minmax, zscore=self.zscore, aggr=self.aggr
             )
             del image
-        masks = self._segmenter.segment(
-            nuclear,
-            membrane,
-            pixel_size_um=self.pixel_size_um,
-            compartment=self.compartment,
-            min_signal=self.tile_min_signal,
-            distribute=True,  # tiles of a large image over the dask workers, if on dask
-            label=job.name,
-        )
+            masks = self._segmenter.segment(nuclear, membrane, **self._segment_options(job))
+            del nuclear, membrane
         info = {}
         if self._segmenter.tiling is not None:
             info.update(self._segmenter.tiling.as_dict())
         for key, compartment in (("cells", "whole-cell"), ("nuclei", "nuclear")):
             if key in job.outputs:
                 write_mask(job.outputs[key], masks[compartment])
-                info[key] = int(np.count_nonzero(np.unique(masks[compartment])))
+                info[key] = count_labels(masks[compartment])
         return info
 
-    def _streamed_input(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    def _segment_options(self, job: Job) -> dict:
+        return {
+            "pixel_size_um": self.pixel_size_um,
+            "compartment": self.compartment,
+            "min_signal": self.tile_min_signal,
+            "distribute": True,  # tiles of a large image over the dask workers, if on dask
+            "label": job.name,
+        }
+
+    def _streamed_input(self, path: Path):
         """Mesmer's two channels of an image to be tiled, read band by band.
 
-        The same values as :func:`mesmer_input` on the whole image (min-max
-        scaling from per-channel extremes found in a first pass); None where the
-        image is small enough to read whole, or for ``zscore`` (not streamed).
+        Returns a :class:`~steinbock_like.io.scratch.ScratchImage` holding the
+        same values as :func:`mesmer_input` on the whole image (min-max scaling
+        from per-channel extremes found in a first pass), so that neither the
+        image nor the two channels are ever held whole; None where the image is
+        small enough to read whole, or for ``zscore`` (not streamed).
         """
         from steinbock_like.io.blocks import ChannelBands
         from steinbock_like.io.images import image_shape
         from steinbock_like.io.panel import panel_for_image
+        from steinbock_like.io.scratch import ScratchImage
         from steinbock_like.segment.mesmer.inputs import AGGREGATIONS, _panel_groups
 
         num_channels, height, width = image_shape(path)
@@ -116,24 +123,30 @@ class MesmerTask:
                         low = min(low, np.nanmin(band))
                         high = max(high, np.nanmax(band))
                     lows[channel], spans[channel] = np.float32(low), np.float32(high - low)
-            outputs = [np.empty((height, width), np.float32) for _ in labels]
+            scratch = ScratchImage(len(labels), height, width)
             aggregate = AGGREGATIONS[self.aggr]
-            for output, channels in zip(outputs, members, strict=True):
-                readers = [
-                    reader.bands(int(channel), min_rows=STREAM_BAND_ROWS) for channel in channels
-                ]
-                for bands in zip(*readers, strict=True):
-                    start = bands[0][0]
-                    if any(first != start for first, _ in bands):
-                        return None  # channels stored in different strips
-                    stack = np.stack([band for _, band in bands]).astype(np.float32)
-                    if self.minmax:
-                        for index, channel in enumerate(channels):
-                            stack[index] -= lows[channel]
-                            if spans[channel] > 0:
-                                stack[index] /= spans[channel]
-                    output[start : start + stack.shape[1]] = aggregate(stack, axis=0)
-        return outputs[0], outputs[1]
+            try:
+                for output, channels in enumerate(members):
+                    readers = [
+                        reader.bands(int(channel), min_rows=STREAM_BAND_ROWS)
+                        for channel in channels
+                    ]
+                    for bands in zip(*readers, strict=True):
+                        start = bands[0][0]
+                        if any(first != start for first, _ in bands):
+                            scratch.close()
+                            return None  # channels stored in different strips
+                        stack = np.stack([band for _, band in bands]).astype(np.float32)
+                        if self.minmax:
+                            for index, channel in enumerate(channels):
+                                stack[index] -= lows[channel]
+                                if spans[channel] > 0:
+                                    stack[index] /= spans[channel]
+                        scratch.write_rows(output, start, aggregate(stack, axis=0))
+            except BaseException:
+                scratch.close()
+                raise
+        return scratch
 
     def versions(self) -> dict:
         from importlib.metadata import version

@@ -20,6 +20,7 @@ applied to every chunk; CLAHE itself works on 128 px neighbourhoods.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,75 @@ def channel_stats(channel: np.ndarray, percentile: float = CLIP_PERCENTILE) -> C
         maximum = min(maximum, float(clip_value))
         minimum = min(minimum, float(clip_value))
     return ChannelStats(clip_value, minimum, maximum)
+
+
+def streamed_channel_stats(
+    bands: Callable[[], Iterable[np.ndarray]], percentile: float = CLIP_PERCENTILE
+) -> ChannelStats:
+    """:func:`channel_stats` of a float32 channel too large to hold, read as bands of rows.
+
+    Exactly the same values as :func:`channel_stats` on the whole channel: the
+    percentile's two neighbouring order statistics are found by a radix selection
+    over the float32 bit patterns (two passes over the bands, two 65,536-bin
+    histograms in memory) and interpolated as :func:`numpy.percentile` does.
+
+    Parameters
+    ----------
+    bands : callable
+        ``bands()`` returns a fresh iterable over the channel's bands (any shapes);
+        called twice.
+    percentile : float
+    """
+    count, minimum, maximum = 0, np.inf, -np.inf
+    high_counts = np.zeros(1 << 16, dtype=np.int64)
+    for band in bands():
+        band = np.asarray(band, dtype=np.float32)
+        if band.size == 0:
+            continue
+        minimum = min(minimum, float(band.min()))
+        maximum = max(maximum, float(band.max()))
+        keys = _sortable_keys(band[band != 0])
+        count += keys.size
+        high_counts += np.bincount(keys >> 16, minlength=1 << 16)
+    if count == 0:
+        return ChannelStats(None, float(minimum), float(maximum))
+    # numpy's "linear" method: virtual index (n - 1) * q between two order statistics
+    index = (count - 1) * np.true_divide(percentile, 100)
+    below = int(np.floor(index))
+    ranks = (below, min(below + 1, count - 1))
+    below_high = np.concatenate([[0], np.cumsum(high_counts)])
+    highs = [int(np.searchsorted(below_high, rank, side="right")) - 1 for rank in ranks]
+    low_counts = {high: np.zeros(1 << 16, dtype=np.int64) for high in set(highs)}
+    for band in bands():
+        keys = _sortable_keys(np.asarray(band, dtype=np.float32)[np.asarray(band) != 0])
+        for high, counts in low_counts.items():
+            counts += np.bincount(keys[(keys >> 16) == high] & 0xFFFF, minlength=1 << 16)
+    values = []
+    for rank, high in zip(ranks, highs, strict=True):
+        below_low = np.cumsum(low_counts[high])
+        low = int(np.searchsorted(below_low, rank - below_high[high], side="right"))
+        values.append(float(_key_value(np.uint32((high << 16) | low))))
+    gamma = index - below
+    difference = values[1] - values[0]
+    if gamma >= 0.5:
+        clip_value = values[1] - difference * (1 - gamma)
+    else:
+        clip_value = values[0] + difference * gamma
+    clip_value = np.float32(clip_value)
+    return ChannelStats(
+        clip_value, min(minimum, float(clip_value)), min(maximum, float(clip_value))
+    )
+
+
+def _sortable_keys(values: np.ndarray) -> np.ndarray:
+    """uint32 keys that sort as the float32 ``values`` do (sign bit flipped, negatives inverted)."""
+    bits = values.view(np.uint32)
+    return np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31)).astype(np.uint32, copy=False)
+
+
+def _key_value(key: np.uint32) -> np.float32:
+    bits = key & np.uint32(0x7FFFFFFF) if key >> 31 else ~key
+    return np.asarray(bits, dtype=np.uint32).view(np.float32)[()]
 
 
 def normalize_channel(

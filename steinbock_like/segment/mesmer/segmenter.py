@@ -23,10 +23,10 @@ from steinbock_like.segment.mesmer.preprocess import (
     CLIP_PERCENTILE,
     MODEL_PIXEL_SIZE_UM,
     ChannelStats,
-    channel_stats,
     mesmer_preprocess,
     model_resolution_shape,
     resize_channels,
+    streamed_channel_stats,
 )
 from steinbock_like.segment.mesmer.tiling import TileBlender, iter_tiles, pad_for_tiles, plan_tiles
 
@@ -168,26 +168,65 @@ class MesmerSegmenter:
         height, width = image.shape[:2]
         if chunk_size <= 0 or (height <= chunk_size and width <= chunk_size):
             masks = self.segment_region(image, pixel_size_um, names)
-        else:
-            stats = _approximate_stats(image, self.percentile)
-            scale = pixel_size_um / MODEL_PIXEL_SIZE_UM
-            margin = self.chunk_margin
-            if margin is None:
-                margin = math.ceil(DEFAULT_CHUNK_MARGIN_MODEL_PX / scale)
-            region = _RegionSegmenter(self, pixel_size_um, names, stats)
-            info = slide_tiles.TilingInfo()
-            masks, self.tiling = slide_tiles.segment_in_tiles(
-                lambda tile: region(image[tile.outer_slices]),
-                (height, width),
-                tile_size=chunk_size,
-                margin=margin,
-                align=max(1, round(self.kernel_size / scale)),
-                signal=lambda tile: slide_tiles.tile_signal(image.transpose(2, 0, 1), tile),
-                min_signal=min_signal,
-                mapper=_crop_mapper(region, image, info.workers) if distribute else None,
-                info=info,
-                label=label,
-            )
+            return {name: _as_mask_dtype(mask) for name, mask in masks.items()}
+        return self.segment_tiled(
+            slide_tiles.ArrayRegions(image),
+            pixel_size_um=pixel_size_um,
+            compartment=compartment,
+            chunk_size=chunk_size,
+            min_signal=min_signal,
+            distribute=distribute,
+            label=label,
+        )
+
+    def segment_tiled(
+        self,
+        source,
+        *,
+        pixel_size_um: float = 1.0,
+        compartment: str = "whole-cell",
+        chunk_size: int | None = None,
+        min_signal: float = 0.0,
+        distribute: bool = False,
+        label: str = "",
+    ) -> dict[str, np.ndarray]:
+        """Segment an image in overlapping tiles read from ``source`` one at a time.
+
+        ``source`` holds the two input channels (nuclear, membrane) and hands out
+        ``read(rows, cols)`` -> (rows, cols, 2) float32 regions and
+        ``channel_bands(channel)``: a :class:`~steinbock_like.tiles.ArrayRegions`
+        or, for slides not to be held in memory, a
+        :class:`~steinbock_like.io.scratch.ScratchImage`. The image-wide
+        normalisation statistics are computed from the bands (the same values as
+        from the whole image), at the image's own pixel size rather than the
+        model's (which would need the whole resized image; the percentile and
+        range of a bilinearly resampled channel differ only marginally). Other
+        parameters and the result as :meth:`segment`.
+        """
+        names = compartments_of(compartment)
+        chunk_size = self.chunk_size if chunk_size is None else chunk_size
+        stats = [
+            streamed_channel_stats(lambda c=c: source.channel_bands(c), self.percentile)
+            for c in range(2)
+        ]
+        scale = pixel_size_um / MODEL_PIXEL_SIZE_UM
+        margin = self.chunk_margin
+        if margin is None:
+            margin = math.ceil(DEFAULT_CHUNK_MARGIN_MODEL_PX / scale)
+        region = _RegionSegmenter(self, pixel_size_um, names, stats)
+        info = slide_tiles.TilingInfo()
+        masks, self.tiling = slide_tiles.segment_in_tiles(
+            lambda tile: region(source.read(*tile.outer_slices)),
+            source.shape,
+            tile_size=max(1, chunk_size),
+            margin=margin,
+            align=max(1, round(self.kernel_size / scale)),
+            signal=lambda tile: float(np.mean(source.read(*tile.core_slices), dtype=np.float64)),
+            min_signal=min_signal,
+            mapper=_crop_mapper(region, source, info.workers) if distribute else None,
+            info=info,
+            label=label,
+        )
         return {name: _as_mask_dtype(mask) for name, mask in masks.items()}
 
     def segment_region(
@@ -230,11 +269,11 @@ class _RegionSegmenter:
         return self.segmenter.segment_region(crop, *self.args)
 
 
-def _crop_mapper(region: _RegionSegmenter, image: np.ndarray, workers_seen: set[str]):
+def _crop_mapper(region: _RegionSegmenter, source, workers_seen: set[str]):
     """A mapper sending each tile's crop (not the whole image) over the dask workers."""
 
     def mapper(_function, tiles):
-        crops = (image[tile.outer_slices] for tile in tiles)
+        crops = (source.read(*tile.outer_slices) for tile in tiles)
         return slide_tiles.distributed_map(region, crops, workers_seen=workers_seen)
 
     return mapper
@@ -249,18 +288,6 @@ def _stack_channels(nuclear: np.ndarray, membrane: np.ndarray) -> np.ndarray:
             f"and {membrane.shape}"
         )
     return np.stack([nuclear, membrane], axis=-1).astype(np.float32, copy=False)
-
-
-def _approximate_stats(
-    image: np.ndarray, percentile: float = CLIP_PERCENTILE
-) -> list[ChannelStats]:
-    """Normalisation statistics of a whole image for chunked processing.
-
-    Taken at the image's own resolution rather than the model's, which would
-    need the whole resized image in memory; the percentile and range of a
-    bilinearly resampled channel differ from these only marginally.
-    """
-    return [channel_stats(image[..., c], percentile) for c in range(image.shape[-1])]
 
 
 def _as_mask_dtype(labels: np.ndarray) -> np.ndarray:
