@@ -362,20 +362,15 @@ def _scalar_columns(radius: int, first: int, length: int, width: int):
     aligned = (radius + 7) & ~7
     avx_end = (width - radius) & ~31
     avx = (aligned, avx_end) if avx_end > ((aligned + 31) & ~31) else (0, 0)
-    groups: dict[int, tuple[object, list[int]]] = {}
-    for position in range(length):
-        x = first + position
-        if x < radius:
-            key, tree = x, left_trees[x]
-        elif x >= width - radius:
-            key, tree = -1, right_tree
-        elif avx[0] <= x < avx[1]:
-            continue
-        else:
-            key, tree = -2, inner_tree
-        groups.setdefault(key, (tree, []))[1].append(position)
-    for tree, positions in groups.values():
-        yield tree, np.asarray(positions, dtype=np.intp)
+    x = np.arange(first, first + length)
+    for border_x in range(min(radius, first + length)):
+        if border_x >= first:
+            yield left_trees[border_x], np.array([border_x - first], dtype=np.intp)
+    right = (x >= width - radius) & (x >= radius)
+    inner = (x >= radius) & ~right & ((x < avx[0]) | (x >= avx[1]))
+    for tree, mask in ((inner_tree, inner), (right_tree, right)):
+        if mask.any():
+            yield tree, np.flatnonzero(mask)
 
 
 def _evaluate(tree, taps: np.ndarray, coefficients: np.ndarray, combine) -> np.ndarray:
