@@ -324,10 +324,12 @@ def _correlate(
 # multiple of 32 to the right border, and the right border) are plain C that the compiler
 # reassociates. A tree is a tap index k (the rounded product c_k * p_k, p_0 = x[i],
 # p_k = x[i + k] +- x[i - k]), ("fma", k, tree) (c_k * p_k + tree, one rounding) or ("add",
-# tree, tree). Established against a build of fastfilters' 2017-2021 sources (the version
-# ilastik 1.3.x ships) with GCC's -Ofast; with it ilastik's exported probabilities of the
-# refdata are reproduced exactly. Radii without an entry (3, 5..10: not reached by
-# ilastik's scales 0.3 .. 10) keep the AVX order everywhere.
+# tree, tree). Read off a build of fastfilters' 2017-2021 sources (the ones ilastik 1.3.x
+# ships) with their flags and GCC 12 (features bit-identical to that build at every scale
+# and width tried). The refdata confirms the radius-1 order (it decides a Difference of
+# Gaussians pixel of mockData2_002); the others follow that build, as ilastik's own
+# compiler is not at hand. Radii without an entry (3, 5..10: not reached by ilastik's
+# scales 0.3 .. 10) keep the AVX order everywhere.
 def _chain(radius: int):
     tree = 0
     for k in range(1, radius + 1):
