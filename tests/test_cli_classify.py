@@ -161,7 +161,7 @@ def _crops(tmp_path):
     return sorted(p.name for p in (tmp_path / "ilastik_crops").glob("*.h5"))
 
 
-def test_prepare_resume_without_seed_follows_the_recorded_plan(tmp_path, capsys):
+def test_prepare_resume_without_seed_draws_with_the_recorded_seed(tmp_path, capsys):
     args = _prepared(tmp_path, capsys)
     crops = _crops(tmp_path)
     metadata = json.loads((tmp_path / "ilastik_crops" / "run_metadata.json").read_text())
@@ -198,6 +198,46 @@ def test_prepare_resume_with_other_cropsize_or_seed_is_refused(tmp_path, capsys)
     assert after == before and _crops(tmp_path) == crops
     assert run(*args, "--resume") == 0  # the recorded seed is reused
     assert _crops(tmp_path) == crops
+
+
+def test_prepare_resume_before_any_image_finished_keeps_the_settings(tmp_path, capsys):
+    args = _prepared(tmp_path, capsys, "--seed", "1")
+    crops = _crops(tmp_path)
+    # killed before the first image finished: only the records of the run are left
+    for path in [*(tmp_path / "ilastik_img").glob("*.h5"), *(tmp_path / "ilastik_crops").glob("*")]:
+        if path.name != "run_metadata.json":
+            path.unlink()
+    (tmp_path / "pixel_classifier.ilp").unlink()
+    capsys.readouterr()
+    assert run(*args[:-4], "--cropsize", "30", "--scale", "1", "--resume") == 1
+    assert "--cropsize 40" in capsys.readouterr().err
+    assert not list((tmp_path / "ilastik_img").glob("*.h5")) and _crops(tmp_path) == []
+    assert run(*args, "--seed", "2", "--resume") == 1
+    assert "--seed 1" in capsys.readouterr().err
+    assert run(*args, "--resume") == 0  # the recorded seed: the same crops
+    assert _crops(tmp_path) == crops
+
+
+def test_prepare_resume_keeps_the_crops_on_disk_of_images_the_record_lacks(tmp_path, capsys):
+    args = _prepared(tmp_path, capsys, "--seed", "1")
+    crops = _crops(tmp_path)
+    # another image set draws other positions; the crops already made stay where they are
+    data = ("--data", tmp_path / "more")
+    assert run(*data, "example", "imc", ".", "--images", "1", "--size", "96", "--seed", "9") == 0
+    shutil.copy(
+        tmp_path / "more" / "img" / "example_001.tiff", tmp_path / "img" / "example_000.tiff"
+    )
+    record = tmp_path / "ilastik_crops" / "run_metadata.json"
+    metadata = json.loads(record.read_text())
+    metadata["images"] = {}  # killed before the record said which images were done
+    record.write_text(json.dumps(metadata))
+    (tmp_path / "pixel_classifier.ilp").unlink()
+    assert run(*args, "--resume") == 0, capsys.readouterr().err
+    now = _crops(tmp_path)
+    assert len(now) == 5 and set(crops) < set(now)
+    assert "4 of 5 images already done" in capsys.readouterr().err
+    lanes = read_project(tmp_path / "pixel_classifier.ilp").lanes
+    assert sorted(Path(lane.file_path).parent.name for lane in lanes) == now
 
 
 # ------------------------------------------------------------------ native forest reuse

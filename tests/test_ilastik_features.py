@@ -243,3 +243,63 @@ def test_short_kernel_arithmetic_matches_scipy(axis, sigma, order):
     result = ft._correlate(image, kernel, axis)
     assert result.shape == image.shape and result.dtype == np.float32
     np.testing.assert_allclose(result, expected, atol=1e-6)
+
+
+def _fma(c, p, s):
+    """float32 fused multiply-add (one rounding; exact product in float64)."""
+    return np.float32(np.float64(c) * np.float64(p) + np.float64(s))
+
+
+def test_x_pass_rounds_scalar_pixels_in_fastfilters_order():
+    # fastfilters' AVX loops compute c0*x, then add c1*(a + b) fused; its -Ofast scalar code
+    # (left border, up to the first multiple of 8, from the last multiple of 32 on, right
+    # border) fuses the other way: c0*x + round(c1*(a + b)). Width 118, radius 1: AVX on
+    # columns 8..95.
+    rng = np.random.default_rng(21)
+    image = rng.gamma(2.0, 3.0, size=(200, 118)).astype(np.float32)
+    kernel = gaussian_kernel(0.66, 0)
+    c0, c1 = kernel[1], kernel[2]
+    result = ft._correlate(image, kernel, axis=-1)
+    differing = {"avx": 0, "scalar": 0}
+    for x in (1, 5, 50, 95, 96, 110, 116):
+        for y in range(image.shape[0]):
+            pair = np.float32(image[y, x - 1] + image[y, x + 1])
+            avx = _fma(c1, pair, np.float32(c0 * image[y, x]))
+            scalar = _fma(c0, image[y, x], np.float32(c1 * pair))
+            expected = avx if 8 <= x < 96 else scalar
+            assert result[y, x] == expected, (y, x)
+            differing["avx" if 8 <= x < 96 else "scalar"] += int(avx != scalar)
+    assert differing["scalar"] > 0  # the order matters on this data
+
+
+def test_scalar_columns_of_a_row():
+    def groups(radius, first, length, width):
+        return sorted(
+            (p.tolist(), str(t)) for t, p in ft._scalar_columns(radius, first, length, width)
+        )
+
+    inner = str(ft._SCALAR_ORDERS[2][1])
+    left = [str(t) for t in ft._SCALAR_ORDERS[2][0]]
+    right = str(ft._SCALAR_ORDERS[2][2])
+    assert groups(2, 0, 118, 118) == sorted(
+        [([0], left[0]), ([1], left[1]), ([*range(2, 8), *range(96, 116)], inner)]
+        + [([116, 117], right)]
+    )
+    # Too short for the AVX loops: everything between the borders is scalar.
+    assert groups(2, 0, 40, 40) == sorted(
+        [([0], left[0]), ([1], left[1]), (list(range(2, 38)), inner), ([38, 39], right)]
+    )
+    # A crop from column 90 of the 118-wide row: positions are relative to the crop.
+    assert groups(2, 90, 20, 118) == [(list(range(6, 20)), inner)]
+    assert list(ft._scalar_columns(12, 0, 118, 118)) == []  # long kernels: AVX order
+
+
+def test_crop_that_knows_its_columns_equals_the_whole_image():
+    rng = np.random.default_rng(22)
+    image = rng.gamma(2.0, 3.0, size=(1, 60, 150)).astype(np.float32)
+    selection = default_feature_selection()
+    whole = compute_feature_planes(image, selection)
+    crop = image[:, :, 40:]
+    region = (slice(10, 50), slice(60, 110))  # image columns 100..150, in the scalar tail
+    part = compute_feature_planes(crop, selection, region, columns=(40, 150))
+    np.testing.assert_array_equal(part, whole[:, 10:50, 100:150])

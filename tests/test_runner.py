@@ -151,3 +151,26 @@ def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path):
         run(SetupFails(0.5), jobs, executor=LocalExecutor(2))
     with pytest.raises(RuntimeError, match="model file is corrupt"):  # one worker: the cause
         run(SetupFails(0.5), jobs, overwrite=True)
+
+
+def test_resume_with_other_settings_is_refused_even_before_any_image_finished(tmp_path, caplog):
+    jobs = make_jobs(tmp_path)
+    run(ThresholdTask(1.5), jobs)
+    # A run killed before any image finished: its settings are on record, no output is.
+    for job in jobs:
+        job.outputs["mask"].unlink()
+    jobs[0].outputs["mask"].write_bytes(b"II*\x00 half-written")  # one cut off
+    other = {"t": 0.5}
+    with pytest.raises(SteinbockLikeError, match=r"made with --t 1\.5, this run has 0\.5"):
+        run_batch(ThresholdTask(0.5), jobs, command="test threshold", parameters=other, resume=True)
+    assert not any(job.outputs["mask"].exists() for job in jobs[1:])
+    # the same settings resume; without any record, other settings go with a warning
+    summary = run(ThresholdTask(1.5), jobs, resume=True)
+    assert [r.status for r in summary.results] == ["ok"] * 4
+    (tmp_path / "masks" / "run_metadata.json").unlink()
+    jobs[0].outputs["mask"].write_bytes(b"II*\x00 half-written")
+    summary = run_batch(
+        ThresholdTask(0.5), jobs, command="test threshold", parameters=other, resume=True
+    )
+    assert [r.status for r in summary.results] == ["ok", "skipped", "skipped", "skipped"]
+    assert "settings" in caplog.text and "cannot be checked" in caplog.text

@@ -159,14 +159,10 @@ def prepare_cmd(
     if panel is None:
         logger.warning("%s not found: every image channel is used separately", panel_path)
     images = list_images(app.path(img_dir))
-    seed, recorded_plan = _resume_crop_plan(
-        [app.path(imgout), app.path(cropout)], seed, overwrite=overwrite, resume=resume
-    )
+    seed = _crop_seed([app.path(imgout), app.path(cropout)], seed, resume=resume)
     plan = crop_plan(images, scale=scale, cropsize=cropsize, seed=seed)
-    plan.update({name: pos for name, pos in recorded_plan.items() if name in plan})
-    if resume:  # crops on disk of images the record lacks (killed before it was written)
-        found = _existing_crop_positions(app.path(cropout), plan, cropsize)
-        plan.update({name: pos for name, pos in found.items() if name not in recorded_plan})
+    if resume:  # the crops an earlier run made stay where they are
+        plan.update(_existing_crop_positions(app.path(cropout), plan, cropsize))
     jobs = []
     for path in images:
         name = image_name(path)
@@ -210,38 +206,32 @@ def prepare_cmd(
     )
 
 
-def _resume_crop_plan(directories, seed, *, overwrite: bool, resume: bool):
-    """The seed to draw crops with and the crop positions an earlier run recorded.
+def _crop_seed(directories, seed, *, resume: bool) -> int:
+    """The seed to draw crops with.
 
-    Without ``--seed`` a seed is drawn and recorded (run_metadata.json), so that
-    ``--resume`` draws the same crops; on ``--resume`` the recorded seed is reused,
-    the recorded position of each finished image is kept, and other settings than the
-    earlier run's are refused before anything is written (the image files are not
-    replaced under a project that lists the earlier crops).
+    Without ``--seed`` a seed is drawn and recorded (run_metadata.json, before the first
+    output), so that ``--resume`` draws the same crops: on ``--resume`` the recorded seed
+    is reused. The runner refuses ``--resume`` with other settings than the recorded ones
+    (the seed included) before anything is written.
     """
     import secrets
 
-    from steinbock_like.runner import check_same_settings, read_previous_metadata
+    from steinbock_like.runner import read_previous_metadata
 
-    previous = read_previous_metadata(directories) if resume and not overwrite else {}
-    recorded = previous.get("parameters", {}) if isinstance(previous, dict) else {}
-    if seed is None:
-        seed = recorded.get("seed") if isinstance(recorded.get("seed"), int) else None
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    if recorded:
-        context = click.get_current_context()
-        check_same_settings(previous, {**context.params, "seed": seed}, directories)
-    plan = {}
-    for name, entry in previous.get("images", {}).items():
-        crop = (entry.get("info") or {}).get("crop") if isinstance(entry, dict) else None
-        if isinstance(crop, list) and len(crop) == 2:
-            plan[name] = (int(crop[0]), int(crop[1]))
-    return seed, plan
+    if seed is None and resume:
+        recorded = read_previous_metadata(directories).get("parameters")
+        if isinstance(recorded, dict) and isinstance(recorded.get("seed"), int):
+            seed = recorded["seed"]
+    return secrets.randbelow(2**31) if seed is None else seed
 
 
 def _existing_crop_positions(crop_dir: Path, plan: dict, cropsize: int) -> dict:
-    """Position of each planned image's crop already in ``crop_dir`` (``--resume``)."""
+    """Position of each planned image's crop already in ``crop_dir`` (``--resume``).
+
+    The crop files are the one source of an earlier run's positions: a crop finished just
+    before a kill is on disk but not yet in the run record, and positions drawn now may
+    differ from the earlier ones when images were added or removed since.
+    """
     from steinbock_like.classify.ilastik.prepare import parse_crop_file_name
     from steinbock_like.errors import SteinbockLikeError
 

@@ -89,14 +89,18 @@ def run_batch(
     output_dirs = sorted({path.parent for job in jobs for path in job.outputs.values()})
     record_dirs = output_dirs
     previous = read_previous_metadata(record_dirs) if resume else {}
-    if skip:
-        if not isinstance(previous.get("parameters"), dict):
+    if resume:
+        # An earlier run records its settings before its first output: whatever it left
+        # (finished images, a cut-off file, or only its record) was made with them.
+        found = [p for job in jobs for p in job.outputs.values() if p.exists()]
+        found += [p for p in extra if p.exists()]
+        if found and not isinstance(previous.get("parameters"), dict):
             logger.warning(
-                "--resume: no readable %s in %s: the settings the %d finished image(s) were "
-                "made with cannot be checked against this run's",
+                "--resume: no readable %s in %s: the settings the %d output file(s) found "
+                "were made with cannot be checked against this run's",
                 RUN_METADATA,
                 ", ".join(str(d) for d in record_dirs),
-                len(skip),
+                len(found),
             )
         check_same_settings(previous, parameters, record_dirs, ignore=resume_ignores)
     check_writable(

@@ -223,6 +223,10 @@ def check_same_settings(
 ) -> None:
     """Refuse ``--resume`` over outputs made with other settings, naming the first one.
 
+    Applies whenever ``--resume`` finds an earlier run's record, whether or not any of its
+    images finished: the record is written before the first output. Without a record
+    (``previous`` has no parameters) there is nothing to compare.
+
     Raises
     ------
     SteinbockLikeError

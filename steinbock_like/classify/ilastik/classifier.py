@@ -145,13 +145,20 @@ class PixelClassifier:
             result[rows, cols][..., channels] = probabilities
         return result
 
-    def predict_region(self, image_cyx, region: tuple[slice, slice]) -> np.ndarray:
+    def predict_region(
+        self,
+        image_cyx,
+        region: tuple[slice, slice],
+        columns: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         """Probabilities (in the order of ``model.labels``) of one region, shape (Y, X, K).
 
         The rest of ``image_cyx`` serves as context; at least ``halo`` pixels of it around the
-        region give the same values as predicting the whole image.
+        region give the same values as predicting the whole image. When ``image_cyx`` is a
+        crop of a larger image, ``columns=(first column, image width)`` says where it lies
+        (see :func:`compute_feature_planes`).
         """
-        planes = compute_feature_planes(image_cyx, self.selection, region)
+        planes = compute_feature_planes(image_cyx, self.selection, region, columns=columns)
         num_columns, rows, cols = planes.shape
         # (F, N) planes viewed as (N, F) rows: no copy; the forests accept any layout.
         probabilities = self.model.predict_proba(planes.reshape(num_columns, -1).T)
@@ -184,7 +191,8 @@ class PixelClassifier:
                     strict=True,
                 )
                 context = np.asarray(image_cyx[:, rows, cols], dtype=np.float32)
-                pending.append((region, pool.submit(predict, context, inner)))
+                columns = (cols.start, width)
+                pending.append((region, pool.submit(predict, context, inner, columns)))
                 while len(pending) >= 2 * workers:
                     done_region, job = pending.popleft()
                     yield done_region, job.result()
@@ -209,8 +217,10 @@ def _set_worker_classifier(classifier: PixelClassifier) -> None:
     _worker_classifier = classifier
 
 
-def _predict_in_worker(context: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
-    return _worker_classifier.predict_region(context, region)
+def _predict_in_worker(
+    context: np.ndarray, region: tuple[slice, slice], columns: tuple[int, int]
+) -> np.ndarray:
+    return _worker_classifier.predict_region(context, region, columns)
 
 
 def _windows_for(span: slice, length: int, halo: int) -> tuple[slice, slice]:

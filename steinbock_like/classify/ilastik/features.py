@@ -9,6 +9,9 @@ Gaussian-derivative filters on a presmoothed image:
 * kernels: radius ``floor(window * sigma + 0.5)`` with a window of 3.5 sigma for presmoothing and
   2.0 sigma for the feature filters; float32 coefficients;
 * borders mirror without repeating the edge pixel (``d c b | a b c d | c b a``);
+* float32 arithmetic in fastfilters' order: one fused multiply-add per tap; along x, the
+  pixels that fastfilters computes outside its AVX loops are rounded in the order of its
+  compiled scalar code, so a value depends on its column (see ``_correlate``);
 * DifferenceOfGaussians is ``G(sigma) - G(0.66 sigma)``; StructureTensorEigenvalues takes
   gradients at ``0.5 sigma`` and smooths their products at ``sigma``; eigenvalues come larger
   first.
@@ -259,13 +262,23 @@ def _scale_halo(scale: float) -> int:
     return kernel_radius(presmoothing_sigma(scale), PRESMOOTHING_WINDOW) + _filter_margin(scale)
 
 
-def _correlate(image: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+def _correlate(
+    image: np.ndarray,
+    kernel: np.ndarray,
+    axis: int,
+    columns: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Correlate along ``axis`` with mirror borders as fastfilters does; float32 out.
 
     fastfilters (AVX2 with FMA, as ilastik 1.3.3 runs it) computes each output pixel as
     ``c_0 * x[i]`` in float32, then adds ``c_k * (x[i + k] +- x[i - k])`` for k = 1..radius
     with one fused multiply-add (a single rounding) per tap. The fused step is exact here:
     the float32 product is exact in float64 and the float64 sum is rounded to float32.
+
+    Along x (``axis=-1``) some pixels of each row are computed by fastfilters' scalar code,
+    whose operation order differs for short kernels (see :func:`_scalar_columns`); pass
+    ``columns=(first, width)``, the image column of ``image``'s first column and the image
+    width, to reproduce them (default: ``image`` is the whole width).
     """
     radius = kernel.size // 2
     image = np.asarray(image, dtype=np.float32)
@@ -296,7 +309,90 @@ def _correlate(image: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
         np.multiply(pair, np.float64(kernel[radius + j]), out=wide)
         wide += out
         out[...] = wide
+    if axis in (-1, image.ndim - 1):
+        first, width = columns if columns is not None else (0, length)
+        for tree, positions in _scalar_columns(radius, first, length, width):
+            taps = padded[..., positions[:, None] + radius + np.arange(-radius, radius + 1)]
+            out[..., positions] = _evaluate(tree, taps, kernel[radius:], combine)
     return out
+
+
+# Operation order of fastfilters' scalar x-pass code for the short kernels ilastik uses.
+#
+# fastfilters compiles its x pass with -Ofast for each kernel radius 1..10; the pixels of a
+# row outside its AVX loops (the left border, up to the first multiple of 8, from the last
+# multiple of 32 to the right border, and the right border) are plain C that the compiler
+# reassociates. A tree is a tap index k (the rounded product c_k * p_k, p_0 = x[i],
+# p_k = x[i + k] +- x[i - k]), ("fma", k, tree) (c_k * p_k + tree, one rounding) or ("add",
+# tree, tree). Read off a build of fastfilters' 2017-2021 sources (the ones ilastik 1.3.x
+# ships) with their flags and GCC 12 (features bit-identical to that build at every scale
+# and width tried). The refdata confirms the radius-1 order (it decides a Difference of
+# Gaussians pixel of mockData2_002); the others follow that build, as ilastik's own
+# compiler is not at hand. Radii without an entry (3, 5..10: not reached by ilastik's
+# scales 0.3 .. 10) keep the AVX order everywhere.
+def _chain(radius: int):
+    tree = 0
+    for k in range(1, radius + 1):
+        tree = ("fma", k, tree)
+    return tree
+
+
+_SCALAR_ORDERS = {
+    # radius: (left-border pixel trees, aligned/tail tree, right-border tree)
+    1: ((_chain(1),), ("fma", 0, 1), _chain(1)),
+    2: ((_chain(2), ("fma", 2, ("fma", 0, 1))), ("fma", 0, ("fma", 1, 2)), _chain(2)),
+    4: (
+        (_chain(4),) * 4,
+        ("fma", 0, ("add", ("fma", 1, 2), ("fma", 3, 4))),
+        ("add", ("fma", 2, ("fma", 1, 0)), ("fma", 4, 3)),
+    ),
+}
+
+
+def _scalar_columns(radius: int, first: int, length: int, width: int):
+    """Yield ``(tree, positions)``: columns of an array (image columns ``first`` to
+    ``first + length``) that fastfilters computes in scalar code, grouped by operation order.
+
+    For a row of ``width`` pixels and kernel radius r: pixels x < r are the left border
+    (one tree per x); x >= width - r the right border; the AVX loops cover
+    [align8(r), (width - r) rounded down to 32) when that end lies beyond align32(align8(r)),
+    and the rest is scalar. Radii without a known scalar order yield nothing.
+    """
+    if radius not in _SCALAR_ORDERS:
+        return
+    left_trees, inner_tree, right_tree = _SCALAR_ORDERS[radius]
+    aligned = (radius + 7) & ~7
+    avx_end = (width - radius) & ~31
+    avx = (aligned, avx_end) if avx_end > ((aligned + 31) & ~31) else (0, 0)
+    x = np.arange(first, first + length)
+    for border_x in range(min(radius, first + length)):
+        if border_x >= first:
+            yield left_trees[border_x], np.array([border_x - first], dtype=np.intp)
+    right = (x >= width - radius) & (x >= radius)
+    inner = (x >= radius) & ~right & ((x < avx[0]) | (x >= avx[1]))
+    for tree, mask in ((inner_tree, inner), (right_tree, right)):
+        if mask.any():
+            yield tree, np.flatnonzero(mask)
+
+
+def _evaluate(tree, taps: np.ndarray, coefficients: np.ndarray, combine) -> np.ndarray:
+    """Evaluate an operation tree on ``taps`` (..., n, 2r + 1): float32, one rounding per op."""
+    radius = coefficients.size - 1
+
+    def pair(k: int) -> np.ndarray:
+        if k == 0:
+            return taps[..., radius]
+        return combine(taps[..., radius + k], taps[..., radius - k])
+
+    def value(node) -> np.ndarray:
+        if isinstance(node, int):
+            return pair(node) * coefficients[node]
+        if node[0] == "fma":
+            fused = pair(node[1]).astype(np.float64) * np.float64(coefficients[node[1]])
+            return (fused + value(node[2])).astype(np.float32)
+        return value(node[1]) + value(node[2])
+
+    return value(tree)
 
 
 def _mirror_pad(image: np.ndarray, radius: int, axis: int) -> np.ndarray:
@@ -324,14 +420,15 @@ def _separable(
     kernel_x: np.ndarray,
     rows: slice = slice(None),
     cols: slice = slice(None),
+    columns: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with a separable kernel, mirroring at borders,
     and keep ``rows`` and ``cols`` of the result.
 
     Along x first, then y, as fastfilters does (the order changes float32 rounding); the y
-    pass runs on the kept columns only.
+    pass runs on the kept columns only. ``columns``: see :func:`_correlate`.
     """
-    along_x = _correlate(image, kernel_x, axis=-1)[..., cols]
+    along_x = _correlate(image, kernel_x, axis=-1, columns=columns)[..., cols]
     return _correlate(along_x, kernel_y, axis=-2)[..., rows, :]
 
 
@@ -351,11 +448,19 @@ def _symmetric_eigenvalues(
 class _ScaleResponses:
     """Filter responses of a presmoothed image at one feature sigma, each computed once."""
 
-    def __init__(self, presmoothed: np.ndarray, sigma: float, rows: slice, cols: slice):
+    def __init__(
+        self,
+        presmoothed: np.ndarray,
+        sigma: float,
+        rows: slice,
+        cols: slice,
+        columns: tuple[int, int],
+    ):
         self.image = presmoothed
         self.sigma = sigma
         self.rows = rows
         self.cols = cols
+        self.columns = columns  # (image column of the first column, image width)
         self._kernels = {k: gaussian_kernel(sigma, k) for k in (0, 1, 2)}
         self._along_x: dict[int, np.ndarray] = {}
         self._cache: dict[str, np.ndarray] = {}
@@ -364,7 +469,7 @@ class _ScaleResponses:
         # fastfilters filters along x first; cropping to the output columns before the y
         # pass saves the y pass on columns that are only context.
         if order not in self._along_x:
-            full = _correlate(self.image, self._kernels[order], axis=-1)
+            full = _correlate(self.image, self._kernels[order], axis=-1, columns=self.columns)
             self._along_x[order] = full[:, :, self.cols]
         return self._along_x[order]
 
@@ -377,7 +482,7 @@ class _ScaleResponses:
 
     def smoothed(self, sigma: float) -> np.ndarray:
         kernel = gaussian_kernel(sigma, 0)
-        return _separable(self.image, kernel, kernel, self.rows, self.cols)
+        return _separable(self.image, kernel, kernel, self.rows, self.cols, self.columns)
 
     def structure_tensor(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # fastfilters swaps lazyflow's inner and outer scales: gradients at 0.5 sigma,
@@ -385,15 +490,15 @@ class _ScaleResponses:
         inner = STRUCTURE_TENSOR_GRADIENT_RATIO * self.sigma
         smooth = gaussian_kernel(inner, 0)
         derive = gaussian_kernel(inner, 1)
-        grad_y = _separable(self.image, derive, smooth)
-        grad_x = _separable(self.image, smooth, derive)
+        grad_y = _separable(self.image, derive, smooth, columns=self.columns)
+        grad_x = _separable(self.image, smooth, derive, columns=self.columns)
         products = np.empty((3,) + grad_x.shape, dtype=np.float32)
         np.multiply(grad_x, grad_x, out=products[0])
         np.multiply(grad_x, grad_y, out=products[1])
         np.multiply(grad_y, grad_y, out=products[2])
         del grad_x, grad_y
         outer = self._kernels[0]
-        smoothed = _separable(products, outer, outer, self.rows, self.cols)
+        smoothed = _separable(products, outer, outer, self.rows, self.cols, self.columns)
         return smoothed[0], smoothed[1], smoothed[2]
 
 
@@ -409,13 +514,16 @@ def iter_feature_blocks(
     image_cyx,
     selection: FeatureSelection,
     region: tuple[slice, slice] | None = None,
+    columns: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first column, block)`` for every selected (feature, scale), in column order.
 
     A block holds the feature's columns for all channels, shape (columns, Y, X) over ``region``.
     Only the image context each scale needs around ``region`` is filtered, so computing a
     region of a large image costs about as much as computing a small image of that size, and
-    the result equals the region of the whole-image result.
+    the result equals the region of the whole-image result. ``columns=(first, width)`` says
+    that ``image_cyx`` is a crop starting at column ``first`` of an image ``width`` wide
+    (default: the whole image), which fastfilters' rounding depends on.
     """
     shape = tuple(np.shape(image_cyx))
     if len(shape) != 3:
@@ -425,6 +533,7 @@ def iter_feature_blocks(
         region = (slice(0, height), slice(0, width))
     y0, y1, _ = region[0].indices(height)
     x0, x1, _ = region[1].indices(width)
+    first_column, image_width = columns if columns is not None else (0, width)
 
     column = 0
     by_scale: dict[float, list[tuple[str, int]]] = {}
@@ -445,9 +554,11 @@ def iter_feature_blocks(
         kernel = gaussian_kernel(pre_sigma, 0, PRESMOOTHING_WINDOW)
         # Slicing first reads only the needed part of lazy arrays (h5py datasets, memmaps).
         context = np.asarray(image_cyx[:, in_rows, in_cols], dtype=np.float32)
-        presmoothed = _separable(context, kernel, kernel, pre_in_rows, pre_in_cols)
+        frame = (first_column + in_cols.start, image_width)
+        presmoothed = _separable(context, kernel, kernel, pre_in_rows, pre_in_cols, frame)
         presmoothed = np.ascontiguousarray(presmoothed)
-        responses = _ScaleResponses(presmoothed, filter_sigma(scale), out_rows, out_cols)
+        frame = (first_column + pre_cols.start, image_width)
+        responses = _ScaleResponses(presmoothed, filter_sigma(scale), out_rows, out_cols, frame)
         for feature_id, first in features:
             yield first, _feature_block(feature_id, responses)
 
@@ -487,6 +598,7 @@ def compute_feature_planes(
     selection: FeatureSelection,
     region: tuple[slice, slice] | None = None,
     out: np.ndarray | None = None,
+    columns: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """All selected feature columns as planes, shape (F, Y, X), float32.
 
@@ -501,6 +613,10 @@ def compute_feature_planes(
         result equals the same region of the whole-image result. Default: the whole image.
     out : ndarray of float32, shape (F, Y, X), optional
         Where to write the planes.
+    columns : (int, int), optional
+        ``(first, width)`` when ``image_cyx`` is a crop starting at column ``first`` of an
+        image ``width`` pixels wide: fastfilters rounds some pixels differently depending on
+        their column, so a crop gives the whole image's values only if it knows where it lies.
 
     Returns
     -------
@@ -517,7 +633,7 @@ def compute_feature_planes(
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32:
         raise ValueError(f"out must be float32 of shape {shape}, got {out.dtype} {out.shape}")
-    for first, block in iter_feature_blocks(image_cyx, selection, region):
+    for first, block in iter_feature_blocks(image_cyx, selection, region, columns):
         out[first : first + block.shape[0]] = block
     return out
 
