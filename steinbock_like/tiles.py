@@ -314,7 +314,8 @@ def distributed_map(
             # Round robin: scattered data pulls its task to the worker holding it, so
             # without a target every tile would run where the image was read.
             target = [addresses[number % workers]] if addresses[0] else None
-            data = client.scatter(item, workers=target) if isinstance(item, np.ndarray) else item
+            # scattered, not embedded in the task: crops are megabytes (a list: one future)
+            [data] = client.scatter([item], workers=target)
             pending.append(
                 client.submit(
                     _on_worker, function, data, pure=False, workers=target, allow_other_workers=True

@@ -299,6 +299,29 @@ def test_tiles_of_one_large_image_spread_over_the_workers(
     assert (info["tiles"], info["tiles_skipped"], info["tile_workers"]) == (3, 0, 2)
 
 
+def test_native_classifier_tiles_spread_over_the_workers(refdata, cluster, tmp_path, capsys):
+    for name in ("local", "dask"):
+        root = tmp_path / name
+        root.mkdir()
+        shutil.copy(refdata / "ilastik_original.ilp", root / "pixel_classifier.ilp")
+        shutil.copytree(refdata / "ilastik_crops_original", root / "ilastik_crops")
+        shutil.copytree(refdata / "ilastik_img", root / "ilastik_img")
+        assert run("--data", root, "classify", "ilastik", "fix", "--no-backup") == 0
+    args = ["classify", "ilastik", "run", "--backend", "native", "--tile-size", "64"]
+    assert run("--data", tmp_path / "local", *args) == 0
+    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
+    assert code == 0, capsys.readouterr().err
+    ours = outputs(tmp_path / "dask")
+    expected = outputs(tmp_path / "local")
+    probabilities = [name for name in expected if name.startswith("ilastik_probabilities/")]
+    assert len(probabilities) == 6
+    assert all(ours[name] == expected[name] for name in probabilities)
+    metadata = json.loads(
+        (tmp_path / "dask" / "ilastik_probabilities" / "run_metadata.json").read_text()
+    )
+    assert {info["info"].get("tile_workers") for info in metadata["images"].values()} == {2}
+
+
 def test_lost_scheduler_is_one_line_and_resume_completes(mesmer_data, cluster, tmp_path_factory):
     doomed = Cluster(tmp_path_factory.mktemp("dask_lost"), workers=1)
     root = mesmer_data["dask"]

@@ -59,12 +59,21 @@ class NativeClassifyTask:
         from steinbock_like.classify.ilastik.classifier import predict_image_file
         from steinbock_like.io.probabilities import write_probabilities
 
-        # Read tile by tile from the HDF5 file: memory does not grow with the image.
+        # Read tile by tile from the HDF5 file: memory does not grow with the image; on a
+        # dask cluster the tiles are spread over its workers.
+        workers_seen: set[str] = set()
         probabilities = predict_image_file(
-            self.classifier, job.inputs["image"], tile_size=self.tile_size
+            self.classifier,
+            job.inputs["image"],
+            tile_size=self.tile_size,
+            distribute=True,
+            workers_seen=workers_seen,
         )
         write_probabilities(job.outputs["probabilities"], probabilities)
-        return {"shape": list(probabilities.shape)}
+        info = {"shape": list(probabilities.shape)}
+        if workers_seen:
+            info["tile_workers"] = len(workers_seen)
+        return info
 
     def versions(self) -> dict:
         return {"backend": "native"}

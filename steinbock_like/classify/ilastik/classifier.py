@@ -23,6 +23,7 @@ from steinbock_like.classify.ilastik.features import (
 )
 from steinbock_like.classify.ilastik.forest import ForestEnsemble
 from steinbock_like.errors import InputError
+from steinbock_like.tiles import Tile, distributed_map, plan_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class PixelClassifier:
         tile_size: int = DEFAULT_TILE_SIZE,
         workers: int = 1,
         processes: bool = False,
+        distribute: bool = False,
+        workers_seen: set[str] | None = None,
         dtype=np.float32,
     ) -> np.ndarray:
         """Class probabilities of every pixel, shape (Y, X, classes).
@@ -108,6 +111,13 @@ class PixelClassifier:
         processes : bool
             Use worker processes instead of threads (threads share memory; processes avoid
             any contention on Python's GIL).
+        distribute : bool
+            Inside a dask task (a job of :class:`~steinbock_like.runner.dask.DaskExecutor`),
+            spread the tiles over the cluster's workers
+            (:func:`steinbock_like.tiles.distributed_map`); elsewhere no effect.
+        workers_seen : set, optional
+            With ``distribute``: the addresses of the dask workers that computed tiles are
+            added to it.
         dtype : float32 or uint16
             float32 gives probabilities in 0..1; uint16 gives ilastik's export
             (``uint16(p * 65535)``).
@@ -134,15 +144,18 @@ class PixelClassifier:
         height, width = shape[1:]
         result = np.zeros((height, width, self.num_classes), dtype=dtype)
         channels = np.asarray(self.model.labels, dtype=np.intp) - 1
-        regions = list(_tiles(height, width, tile_size))
-        if workers > 1 and len(regions) > 1:
-            tiles = self._predict_tiles_in_parallel(image_cyx, regions, workers, processes)
+        plan = plan_tiles((height, width), tile_size, self.halo, even=False)
+        if workers > 1 and len(plan) > 1:
+            tiles = self._predict_tiles_in_parallel(image_cyx, plan, workers, processes)
+        elif distribute:
+            inputs = _tile_inputs(image_cyx, plan)
+            tiles = distributed_map(_RegionPredictor(self), inputs, workers_seen=workers_seen)
         else:
-            tiles = ((r, self.predict_region(image_cyx, r)) for r in regions)
-        for (rows, cols), probabilities in tiles:
+            tiles = (self.predict_region(image_cyx, tile.core_slices) for tile in plan)
+        for tile, probabilities in zip(plan, tiles, strict=True):
             if dtype == np.uint16:
                 probabilities = (probabilities * UINT16_SCALE).astype(np.uint16)
-            result[rows, cols][..., channels] = probabilities
+            result[tile.core_slices][..., channels] = probabilities
         return result
 
     def predict_region(
@@ -164,14 +177,12 @@ class PixelClassifier:
         probabilities = self.model.predict_proba(planes.reshape(num_columns, -1).T)
         return probabilities.reshape(rows, cols, -1)
 
-    def _predict_tiles_in_parallel(self, image_cyx, regions, workers: int, processes: bool):
-        """Yield (region, probabilities) computed by worker threads or processes, in order.
+    def _predict_tiles_in_parallel(self, image_cyx, plan, workers: int, processes: bool):
+        """Yield each tile's probabilities, computed by worker threads or processes, in order.
 
         The main thread reads each tile's context (so lazy inputs such as h5py datasets are
         only read from one thread) and keeps at most two tiles per worker in flight.
         """
-        height, width = image_cyx.shape[1:]
-        halo = self.halo
         if processes:
             pool = ProcessPoolExecutor(
                 workers, initializer=_set_worker_classifier, initargs=(self,)
@@ -184,21 +195,12 @@ class PixelClassifier:
             predict = self.predict_region
         with pool:
             pending: deque = deque()
-            for region in regions:
-                (rows, cols), inner = zip(
-                    _windows_for(region[0], height, halo),
-                    _windows_for(region[1], width, halo),
-                    strict=True,
-                )
-                context = np.asarray(image_cyx[:, rows, cols], dtype=np.float32)
-                columns = (cols.start, width)
-                pending.append((region, pool.submit(predict, context, inner, columns)))
+            for context, inner, columns in _tile_inputs(image_cyx, plan):
+                pending.append(pool.submit(predict, context, inner, columns))
                 while len(pending) >= 2 * workers:
-                    done_region, job = pending.popleft()
-                    yield done_region, job.result()
+                    yield pending.popleft().result()
             while pending:
-                done_region, job = pending.popleft()
-                yield done_region, job.result()
+                yield pending.popleft().result()
 
     def features(self, image_cyx) -> np.ndarray:
         """ilastik's feature columns of a whole image, shape (Y, X, F)."""
@@ -223,11 +225,26 @@ def _predict_in_worker(
     return _worker_classifier.predict_region(context, region, columns)
 
 
-def _windows_for(span: slice, length: int, halo: int) -> tuple[slice, slice]:
-    """The span widened by ``halo`` (clipped to ``length``) and the span relative to it."""
-    lo = max(span.start - halo, 0)
-    hi = min(span.stop + halo, length)
-    return slice(lo, hi), slice(span.start - lo, span.stop - lo)
+def _tile_inputs(image_cyx, plan: list[Tile]) -> Iterator[tuple]:
+    """(context, core within it, (first column, width)) of each tile, read in order."""
+    width = image_cyx.shape[2]
+    for tile in plan:
+        rows, cols = tile.outer_slices
+        oy0, _, ox0, _ = tile.outer
+        cy0, cy1, cx0, cx1 = tile.core
+        context = np.asarray(image_cyx[:, rows, cols], dtype=np.float32)
+        inner = (slice(cy0 - oy0, cy1 - oy0), slice(cx0 - ox0, cx1 - ox0))
+        yield context, inner, (ox0, width)
+
+
+class _RegionPredictor:
+    """Picklable ``(context, core, columns) -> probabilities`` for tiles sent to dask workers."""
+
+    def __init__(self, classifier: PixelClassifier) -> None:
+        self.classifier = classifier
+
+    def __call__(self, item: tuple) -> np.ndarray:
+        return self.classifier.predict_region(*item)
 
 
 def predict_image_file(
@@ -236,6 +253,8 @@ def predict_image_file(
     *,
     tile_size: int = DEFAULT_TILE_SIZE,
     workers: int = 1,
+    distribute: bool = False,
+    workers_seen: set[str] | None = None,
 ) -> np.ndarray:
     """Probabilities of an ilastik image file as ilastik exports them: uint16, YXC.
 
@@ -263,10 +282,11 @@ def predict_image_file(
                 f"image has {dataset.shape[0]} channels but the classifier "
                 f"({classifier.source}) was trained on {classifier.num_channels}",
             )
-        return classifier.predict(dataset, tile_size=tile_size, workers=workers, dtype=np.uint16)
-
-
-def _tiles(height: int, width: int, tile_size: int) -> Iterator[tuple[slice, slice]]:
-    for y0 in range(0, height, tile_size):
-        for x0 in range(0, width, tile_size):
-            yield slice(y0, min(y0 + tile_size, height)), slice(x0, min(x0 + tile_size, width))
+        return classifier.predict(
+            dataset,
+            tile_size=tile_size,
+            workers=workers,
+            distribute=distribute,
+            workers_seen=workers_seen,
+            dtype=np.uint16,
+        )
