@@ -41,6 +41,11 @@ With --tissue-masks DIR (binary masks NAME.tiff of the region of interest, same
 size as the image) only the tissue's bounding box is segmented and objects
 outside the tissue are removed; masks stay in full-image coordinates.
 
+Cohorts: --images-from LIST reads the images from a CSV/SQLite list of
+paths or http(s) URLs (downloaded once into --cache; tissue masks from
+--mask-column), names the outputs by image ID, and --run-version NAME keeps
+the run in runs/NAME/ (see docs/cohorts.md).
+
 Models are never downloaded here: get them once with 'steinbock-like models
 get cyto3' (cyto3, cyto2, cyto, nuclei with Cellpose 3; cpsam with Cellpose 4).
 A name is looked up in the model cache (verified), then in Cellpose's model
