@@ -420,3 +420,48 @@ def test_npz_masks_are_masks_everywhere(tmp_path):
     assert not output_is_readable(tmp_path / "bad.npz")
     with pytest.raises(InputError, match="bad.npz: unreadable or truncated npz mask"):
         read_mask(tmp_path / "bad.npz")
+
+
+TISSUE_CONFIG = """schema_version: 1
+processors:
+  - type: mean_of_images
+    input: [red, green, blue]
+    output: brightness
+    keep: false
+  - type: gaussian
+    input: [brightness]
+    output: smooth
+    parameters: {sigma: 2}
+    keep: false
+  - type: blob
+    input: [smooth]
+    output: tissue
+    parameters: {threshold: otsu, downscale: 4, opening: 1, closing: 2, invert: true}
+quantify:
+  - name: tissue
+    masks: {cell: tissue}
+    intensities: false
+"""
+
+
+def test_process_reads_an_image_list_of_png_files(server, tmp_path):
+    """process with --images-from: PNG images (decoded channels first) named by their IDs;
+    the same masks as from TIFFs of the same pixels in img/."""
+    _, served = server
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    (data / "panel.csv").write_text("channel,name,keep\nred,red,1\ngreen,green,1\nblue,blue,1\n")
+    (data / "config.yaml").write_text(TISSUE_CONFIG)
+    for name in ("a", "b"):
+        planar = np.moveaxis(iio.imread(served / f"{name}.png"), -1, 0)
+        tifffile.imwrite(data / "img" / f"tissue_{name}.tiff", planar, photometric="minisblack")
+    write_csv(data / "list.csv", [("tissue_a", str(served / "a.png")), ("tissue_b", "b.png")])
+    (data / "b.png").write_bytes((served / "b.png").read_bytes())
+    listed = ["process", "--config", "config.yaml", "--images-from", "list.csv"]
+    assert run("--data", data, *listed, "--cache", tmp_path / "cache", "--run-version", "png") == 0
+    assert run("--data", data, "process", "--config", "config.yaml") == 0
+    for name in ("tissue_a", "tissue_b"):
+        from_list = read_mask(data / "runs" / "png" / "masks_tissue" / f"{name}.tiff")
+        assert from_list.any() and not from_list.all()
+        np.testing.assert_array_equal(from_list, read_mask(data / "masks_tissue" / f"{name}.tiff"))
+        assert (data / "runs" / "png" / "regionprops_tissue" / f"{name}.csv").is_file()
