@@ -147,7 +147,10 @@ def test_cohort_from_sqlite_over_http(server, stand_in, tmp_path, monkeypatch):
         mask = read_mask(masks / f"{name}.npz")
         assert mask.shape == (SIZE, SIZE) and mask.max() > 3
         figure = iio.imread(data / "figures" / f"{name}.png")
-        assert figure.shape[1] > 3 * SIZE  # input, haematoxylin, tissue, outlines
+        # four panels 4 px apart: input, haematoxylin, tissue mask, outlines
+        assert figure.shape[:2] == (SIZE, 4 * SIZE + 3 * 4)
+        tissue_panel = figure[:, 2 * (SIZE + 4) : 3 * SIZE + 2 * 4]
+        assert set(np.unique(tissue_panel)) == {0, 255}
     # PNG and TIFF of one slide hold the same pixels: the same masks
     np.testing.assert_array_equal(read_mask(masks / "s_png.npz"), read_mask(masks / "s_tif.npz"))
     # nothing is segmented outside the tissue mask of the list's mask column
@@ -465,3 +468,37 @@ def test_process_reads_an_image_list_of_png_files(server, tmp_path):
         assert from_list.any() and not from_list.all()
         np.testing.assert_array_equal(from_list, read_mask(data / "masks_tissue" / f"{name}.tiff"))
         assert (data / "runs" / "png" / "regionprops_tissue" / f"{name}.csv").is_file()
+
+
+def test_mesmer_reads_an_image_list_and_reproduces_deepcell(
+    refdata, mesmer_model, tmp_path, monkeypatch
+):
+    """segment mesmer with --images-from (file:// URIs to the reference images, read in
+    place) gives steinbock's deepcell masks, under the run's folder."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("STEINBOCK_LIKE_MODELS", str(mesmer_model.parent))
+    reference = sorted((refdata / "masks_deepcell").glob("*.tiff"))[:1]
+    rows = [(p.stem, (refdata / "img" / p.name).as_uri()) for p in reference]
+    write_csv(tmp_path / "images.csv", rows)
+    (tmp_path / "panel.csv").write_bytes((refdata / "panel.csv").read_bytes())
+    args = ["segment", "mesmer", "--minmax", "--images-from", "images.csv", "--run-dir", "r1"]
+    assert run("--data", tmp_path, *args) == 0
+    for path in reference:
+        ours = read_mask(tmp_path / "r1" / "masks" / path.name)
+        np.testing.assert_array_equal(ours, read_mask(path))
+    assert os.readlink(tmp_path / "latest") == "r1"
+
+
+def test_latest_is_a_text_file_where_links_fail(tmp_path, monkeypatch):
+    from steinbock_like.runner import versions
+
+    def no_links(*args, **kwargs):
+        raise OSError("links not supported")
+
+    (tmp_path / "runs" / "v001").mkdir(parents=True)
+    (tmp_path / "runs" / "v002").mkdir()
+    assert os.path.islink(versions.mark_latest(tmp_path / "runs" / "v001"))
+    monkeypatch.setattr(versions.os, "symlink", no_links)
+    latest = versions.mark_latest(tmp_path / "runs" / "v002")
+    assert not latest.is_symlink() and latest.read_text() == "v002\n"
+    assert versions.latest_run(tmp_path / "runs") == tmp_path / "runs" / "v002"
