@@ -244,12 +244,25 @@ def decode_image(path: Path, uri: str | None = None) -> np.ndarray:
     """
     import imageio.v3 as iio
 
-    try:
-        array = np.asarray(iio.imread(path))
-    except Exception as error:  # imageio/Pillow raise many types for broken files
-        raise InputError(
-            uri or path, f"not a readable TIFF, JPEG or PNG image ({describe_error(error)})"
-        ) from None
+    from steinbock_like.io.images import check_image_size
+
+    with _no_pillow_pixel_limit():
+        try:
+            shape = tuple(iio.improps(path).shape)
+        except Exception as error:  # imageio/Pillow raise many types for broken files
+            raise InputError(
+                uri or path, f"not a readable TIFF, JPEG or PNG image ({describe_error(error)})"
+            ) from None
+        # judged from the header, before the pixels are unpacked (the size limit of
+        # every command, instead of Pillow's fixed "decompression bomb" limit)
+        channels_first = (shape[-1], *shape[:-1]) if len(shape) == 3 else shape
+        check_image_size(uri or path, channels_first)
+        try:
+            array = np.asarray(iio.imread(path))
+        except Exception as error:
+            raise InputError(
+                uri or path, f"not a readable TIFF, JPEG or PNG image ({describe_error(error)})"
+            ) from None
     if array.ndim == 3 and array.shape[-1] in (2, 4):
         array = array[..., :-1]  # drop alpha
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -259,6 +272,22 @@ def decode_image(path: Path, uri: str | None = None) -> np.ndarray:
     if array.ndim not in (2, 3):
         raise InputError(uri or path, f"unexpected image shape {array.shape}")
     return array
+
+
+@contextlib.contextmanager
+def _no_pillow_pixel_limit():
+    """Lift Pillow's decompression-bomb limit (~179 Mpx: a 20k x 20k slide is over it)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        yield
+        return
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def sha256_of(path: Path) -> str:
