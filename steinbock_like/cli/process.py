@@ -44,6 +44,10 @@ configuration and every image are checked first (--validate: only that);
 problems are reported as one line naming the key. Processors and their
 parameters: docs/processors.md. Relative paths in parameters (models,
 projects) are resolved against --data, like --config.
+
+With --images-from LIST the images come from a CSV/SQLite list of paths or
+http(s) URLs (named by their IDs; see docs/cohorts.md), and --run-version NAME
+writes the outputs under runs/NAME/.
 """
 
 
