@@ -88,27 +88,12 @@ processors:
         assert ours.max() > 0
 
 
-def write_brightfield(example: Path, target: Path) -> None:
-    """An H&E-like RGB dataset (3-channel CYX, 0..255) rendered from example nuclei, with a
-    tissue region in the middle and glass around it."""
-    from skimage.color import hed2rgb
+def write_brightfield(target: Path) -> None:
+    """An H&E-like RGB dataset (3-channel CYX, 0..255; ``example brightfield``'s slides
+    slide_001 and slide_002): nuclei in an elliptic tissue region, glass around it."""
+    from steinbock_like.example.brightfield import write_example_brightfield
 
-    from steinbock_like.io.images import write_image
-
-    target.mkdir(parents=True)
-    (target / "img").mkdir()
-    pd.DataFrame(
-        {"channel": ["R", "G", "B"], "name": ["red", "green", "blue"], "keep": True}
-    ).to_csv(target / "panel.csv", index=False)
-    for name in ("example_001", "example_002"):
-        nuclei = read_mask(example / "masks_truth_nuclei" / f"{name}.tiff") > 0
-        tissue = np.zeros(nuclei.shape, bool)
-        tissue[16:-16, 16:-16] = True
-        hed = np.zeros((*nuclei.shape, 3))
-        hed[..., 0] = np.where(tissue & nuclei, 1.0, 0.0)
-        hed[..., 1] = np.where(tissue, 0.3, 0.0)
-        rgb = np.clip(hed2rgb(hed), 0, 1) * 255
-        write_image(target / "img" / f"{name}.tiff", np.moveaxis(rgb, -1, 0).astype(np.float32))
+    write_example_brightfield(target, images=2, size=96, seed=4)
 
 
 @pytest.mark.slow
@@ -116,7 +101,7 @@ def test_ihc_config_equals_segment_cellpose_hed_with_the_tissue_mask(
     example, cellpose_model, tmp_path
 ):
     data = tmp_path / "p"
-    write_brightfield(example, data)
+    write_brightfield(data)
     config = (CONFIGS / "ihc_cellpose_hed.yaml").read_text()
     config = config.replace(
         "{stain: hed, diameter: 11}",
@@ -125,10 +110,10 @@ def test_ihc_config_equals_segment_cellpose_hed_with_the_tissue_mask(
     )
     (data / "ihc.yaml").write_text(config)
     assert run("--data", data, "process", "--config", data / "ihc.yaml") == 0
-    tissue = read_mask(data / "masks_tissue" / "example_001.tiff")
+    tissue = read_mask(data / "masks_tissue" / "slide_001.tiff")
     assert tissue[40, 40] == 1 and tissue[2, 2] == 0  # tissue found, glass excluded
     cmd = tmp_path / "c"
-    write_brightfield(example, cmd)
+    write_brightfield(cmd)
     shutil.copytree(data / "masks_tissue", cmd / "tissue")
     args = [
         "--stain",
@@ -145,12 +130,12 @@ def test_ihc_config_equals_segment_cellpose_hed_with_the_tissue_mask(
         0,
     ]
     assert run("--data", cmd, "segment", "cellpose", *args) == 0
-    for name in ("example_001", "example_002"):
+    for name in ("slide_001", "slide_002"):
         ours = read_mask(data / "masks_nuclei" / f"{name}.tiff")
         np.testing.assert_array_equal(ours, read_mask(cmd / "masks" / f"{name}.tiff"))
-        assert not np.any(ours[tissue == 0])
-    table = pd.read_csv(data / "regionprops_nuclei" / "example_001.csv")
-    assert len(table) == len(np.unique(read_mask(data / "masks_nuclei" / "example_001.tiff"))) - 1
+        assert not np.any(ours[read_mask(data / "masks_tissue" / f"{name}.tiff") == 0])
+    table = pd.read_csv(data / "regionprops_nuclei" / "slide_001.csv")
+    assert len(table) == len(np.unique(read_mask(data / "masks_nuclei" / "slide_001.tiff"))) - 1
 
 
 @pytest.mark.slow

@@ -496,32 +496,54 @@ tables, with the intermediate images kept in memory only. The configuration,
 
 
 def synthetic_slide(seed: int, size: int = 128):
-    """A brightfield H&E-like RGB slide: haematoxylin nuclei in eosin tissue, white glass.
+    """A brightfield H&E-like RGB slide: haematoxylin nuclei in eosin tissue, white glass
+    (``steinbock-like example brightfield``'s generator).
 
-    Returns the RGB image (uint8), the nuclei labels and the tissue region.
+    Returns the RGB image (uint8, YXC), the nuclei labels and the tissue region.
     """
-    from skimage.draw import disk, ellipse
+    from steinbock_like.example.brightfield import brightfield_slide
 
-    rng = np.random.default_rng(seed)
-    shape = (size, size)
-    tissue = np.zeros(shape, dtype=bool)
-    tissue[ellipse(size * 0.5, size * 0.45, size * 0.42, size * 0.36, shape=shape)] = True
-    nuclei = np.zeros(shape, dtype=np.uint16)
-    label = 0
-    for y in range(8, size - 6, 14):
-        for x in range(8, size - 6, 14):
-            centre = (y + rng.integers(-2, 3), x + rng.integers(-2, 3))
-            if not tissue[centre]:
-                continue
-            label += 1
-            nuclei[disk(centre, rng.uniform(3.5, 5.0), shape=shape)] = label
-    haematoxylin = np.array([0.30, 0.25, 0.60])
-    eosin = np.array([0.95, 0.65, 0.80])
-    density = (nuclei > 0)[..., None] * -np.log10(haematoxylin) + (tissue * 0.6)[
-        ..., None
-    ] * -np.log10(eosin)
-    rgb = 10.0 ** (-density) + rng.normal(0, 0.01, (*shape, 3))
-    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), nuclei, tissue
+    rgb, nuclei, tissue = brightfield_slide((size, size), np.random.default_rng(seed))
+    return rgb.round().astype(np.uint8), nuclei, tissue
+
+
+def cellpose_skip_reason() -> str | None:
+    """Why the Cellpose tutorials cannot run here, or None."""
+    if os.environ.get("STEINBOCK_LIKE_DOCS_CELLPOSE") == "skip":
+        return "STEINBOCK_LIKE_DOCS_CELLPOSE=skip was set (the test suite's quick build)"
+    try:
+        import cellpose  # noqa: F401
+    except ImportError:
+        return "the `cellpose` extra was not installed"
+    return None
+
+
+def nuclei_tiny_model() -> Path:
+    """A tiny Cellpose nuclei model trained on synthetic slides (kept for later builds)."""
+    from steinbock_like.segment.stain import haematoxylin_channel
+    from steinbock_like.testing import train_cellpose_model
+
+    cache = CELLPOSE_CACHE / f"nuclei_tiny_example_{CELLPOSE_TRAIN_IMAGES}x{CELLPOSE_EPOCHS}"
+    model = cache / "models" / "nuclei_tiny"
+    if model.is_file():
+        return model
+    started = time.perf_counter()
+    train_images, train_labels = [], []
+    for seed in range(CELLPOSE_TRAIN_IMAGES):
+        rgb, nuclei, _ = synthetic_slide(seed=seed)
+        channel = haematoxylin_channel(rgb)
+        train_images.append(np.stack([channel, np.zeros_like(channel)]))
+        train_labels.append(nuclei)
+    model = train_cellpose_model(
+        train_images,
+        train_labels,
+        cache,
+        epochs=CELLPOSE_EPOCHS,
+        diameter=9.0,
+        model_name="nuclei_tiny",
+    )
+    print(f"docs: Cellpose model trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return model
 
 
 def brightfield_tutorial(output: Output, workdir: Path) -> None:
@@ -534,14 +556,7 @@ separates the stains (haematoxylin, eosin, DAB), segments the haematoxylin chann
 Cellpose needs the `cellpose` extra (`pip install -e .[cellpose]`).
 """
     )
-    reason = None
-    if os.environ.get("STEINBOCK_LIKE_DOCS_CELLPOSE") == "skip":
-        reason = "STEINBOCK_LIKE_DOCS_CELLPOSE=skip was set (the test suite's quick build)"
-    else:
-        try:
-            import cellpose  # noqa: F401
-        except ImportError:
-            reason = "the `cellpose` extra was not installed"
+    reason = cellpose_skip_reason()
     if reason:
         t.text(
             f"""
@@ -562,7 +577,6 @@ The commands are (their options checked against the command line, not run):
 
     from steinbock_like.io.masks import read_mask
     from steinbock_like.segment.stain import haematoxylin_channel
-    from steinbock_like.testing import train_cellpose_model
 
     t.text(
         """
@@ -584,7 +598,6 @@ tiny model is in `models/nuclei_tiny`.
     (t.root / "img").mkdir()
     (t.root / "tissue").mkdir()
     truths = {}
-    started = time.perf_counter()
     for index in range(IMAGES):
         rgb, nuclei, tissue = synthetic_slide(seed=100 + index)
         name = f"slide_{index + 1:03d}"
@@ -597,28 +610,7 @@ tiny model is in `models/nuclei_tiny`.
         )
         tifffile.imwrite(t.root / "tissue" / f"{name}.tiff", tissue.astype(np.uint8))
         truths[name] = nuclei
-    train_images, train_labels = [], []
-    for seed in range(CELLPOSE_TRAIN_IMAGES):
-        rgb, nuclei, _ = synthetic_slide(seed=seed)
-        channel = haematoxylin_channel(rgb)
-        train_images.append(np.stack([channel, np.zeros_like(channel)]))
-        train_labels.append(nuclei)
-    # Trained once per machine and kept, so later builds skip the training.
-    cache = CELLPOSE_CACHE / f"nuclei_tiny_{CELLPOSE_TRAIN_IMAGES}x{CELLPOSE_EPOCHS}"
-    model = cache / "models" / "nuclei_tiny"
-    if not model.is_file():
-        model = train_cellpose_model(
-            train_images,
-            train_labels,
-            cache,
-            epochs=CELLPOSE_EPOCHS,
-            diameter=9.0,
-            model_name="nuclei_tiny",
-        )
-        print(
-            f"docs: Cellpose model trained in {time.perf_counter() - started:.1f} s",
-            file=sys.stderr,
-        )
+    model = nuclei_tiny_model()  # trained once per machine and kept
     import shutil
 
     (t.root / "models").mkdir()
@@ -694,6 +686,179 @@ BRIGHTFIELD_COMMANDS = [
     ["measure", "regionprops"],
     ["export", "csv", "regionprops", "-o", "cells.csv"],
 ]
+
+
+COHORT_SELECTION = [
+    "--images-from", "cohort.sqlite", "--table", "images", "--id-column", "image_id",
+    "--uri-column", "url", "--where", "batch = 1", "--cache", "cache",
+]  # fmt: skip
+COHORT_COMMANDS = [
+    ["segment", "cellpose", "--stain", "hed", "--model", "MODEL", "--diameter", "9"]
+    + ["--flow-threshold", "1.0", "--cellprob-threshold", "-1"]
+    + COHORT_SELECTION
+    + ["--mask-column", "tissue_url", "--mask-format", "npz", "--figures", "figures"]
+    + ["--run-version", "v001"],
+    ["measure", "regionprops", *COHORT_SELECTION, "--run-version", "v001"],
+]
+
+
+def cohort_tutorial(output: Output, workdir: Path) -> None:
+    t = Tutorial(output, "cohorts", "IHC cohorts: image lists, downloads, versioned runs", workdir)
+    t.text(
+        """
+Brightfield IHC studies often start from a table of image URLs (for example a cohort
+drawn from the Human Protein Atlas), kept in an SQLite database or a CSV file with one
+row per image and its metadata. Every per-image command reads such a list with
+`--images-from` (see [Cohorts and image lists](../cohorts.md)): remote images are
+downloaded once into a cache, each image's ID names its outputs, a failed download
+fails that image only, and `--run-version` keeps each analysis in its own folder.
+"""
+    )
+    reason = cellpose_skip_reason()
+    if reason:
+        t.text(
+            f"""
+!!! note "Figures not built"
+    When this site was built, {reason}, so this tutorial's commands did not run and it
+    has no figures. Build the site in an environment with
+    `pip install -e .[docs,cellpose]` to see them.
+
+The commands are (their options checked against the command line, not run):
+"""
+        )
+        for args in COHORT_COMMANDS:
+            check_arguments(args)
+            t.text(f"```console\n$ steinbock-like {shlex.join(args)}\n```")
+        t.write()
+        return
+    import functools
+    import http.server
+    import json
+    import shutil
+    import sqlite3
+    import threading
+
+    import imageio.v3 as iio
+
+    served = t.root.parent / "cohort_server"
+    served.mkdir()
+    batches = [1, 1, 1, 2]
+    for index in range(len(batches)):
+        rgb, _, tissue = synthetic_slide(seed=200 + index, size=SIZE)
+        iio.imwrite(served / f"HPA_{index + 1:03d}.jpg", rgb, extension=".jpg", quality=95)
+        iio.imwrite(served / f"HPA_{index + 1:03d}_tissue.png", tissue.astype(np.uint8) * 255)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with sqlite3.connect(t.root / "cohort.sqlite") as db:
+            db.execute(
+                "CREATE TABLE images (image_id TEXT, url TEXT, tissue_url TEXT, batch INTEGER)"
+            )
+            db.executemany(
+                "INSERT INTO images VALUES (?, ?, ?, ?)",
+                [
+                    (f"HPA_{i + 1:03d}", f"{url}/HPA_{i + 1:03d}.jpg",
+                     f"{url}/HPA_{i + 1:03d}_tissue.png", batch)
+                    for i, batch in enumerate(batches)
+                ],
+            )  # fmt: skip
+        db.close()
+        (t.root / "models").mkdir()
+        model_arg = str(shutil.copy(nuclei_tiny_model(), t.root / "models" / "nuclei_tiny"))
+        t.text(
+            f"""
+## 1. The image list
+
+`cohort.sqlite` has a table `images` with one row per image: its ID, the URL of the
+JPEG, the URL of its tissue (epidermis) mask and the staining batch. Here a local web server
+stands in for the image host (`{url.rsplit(":", 1)[0]}:PORT`).
+
+| image_id | url | tissue_url | batch |
+|---|---|---|---|
+"""
+            + "".join(
+                f"| HPA_{i + 1:03d} | .../HPA_{i + 1:03d}.jpg | .../HPA_{i + 1:03d}_tissue.png "
+                f"| {batch} |\n"
+                for i, batch in enumerate(batches)
+            )
+            + """
+`--where "batch = 1"` selects the rows (any read-only SQL condition; the database
+is opened read-only). Images are downloaded into `--cache` (default
+`~/.cache/steinbock-like/images`) once, with their SHA-256 recorded; a second run reads
+them from there.
+
+## 2. Two versions of the analysis
+
+The tiny model of the [brightfield tutorial](brightfield.md) segments the haematoxylin
+channel inside each image's tissue mask (`--mask-column`); masks are compact `.npz`
+files, and `--figures` draws one overview per image.
+"""
+        )
+        segment = ["segment", "cellpose", "--stain", "hed", "--model", model_arg]
+        segment += ["--diameter", "9", "--flow-threshold", "1.0"]
+        segment += [*COHORT_SELECTION, "--mask-column", "tissue_url"]
+        segment += ["--mask-format", "npz", "--figures", "figures"]
+        t.run(*segment, "--cellprob-threshold", "-1", "--run-version", "v001")
+        t.text(
+            "A second version (another `--cellprob-threshold`) goes to its "
+            "own folder; the images come from the cache:"
+        )
+        t.run(*segment, "--cellprob-threshold", "-0.5", "--run-version", "v002")
+        runs = t.root / "runs"
+        listing = sorted(
+            str(p.relative_to(t.root))
+            for p in runs.glob("v00*/*/*")
+            if p.name in ("HPA_001.npz", "HPA_001.png", "run_metadata.json")
+        )
+        latest = os.readlink(runs / "latest")
+        t.text(
+            "```text\n"
+            + "\n".join(listing)
+            + f"\nruns/latest -> {latest}\n```\n"
+            + "Rerunning `--run-version v001` is refused (use `--overwrite`, or `--resume` "
+            "after an interruption); `runs/latest` moves only when a run completes."
+        )
+        t.run("measure", "regionprops", *COHORT_SELECTION, "--run-version", "v002")
+        rows = []
+        for version in ("v001", "v002"):
+            record = json.loads((runs / version / "masks" / "run_metadata.json").read_text())
+            for name, entry in record["images"].items():
+                rows.append(
+                    {
+                        "version": version,
+                        "image": name,
+                        "nuclei": entry["info"]["objects"],
+                        "tissue fraction": entry["info"].get("tissue_fraction"),
+                        "sha256 (download)": entry["info"]["sources"]["image"]["sha256"][:12],
+                    }
+                )
+        t.text(
+            "Each run's `run_metadata.json` records its options, the image list's checksum, "
+            "the software versions, and per image the URL and checksum of what was "
+            "downloaded:"
+        )
+        t.table(pd.DataFrame(rows), rows=len(rows))
+        overview = iio.imread(runs / "v002" / "figures" / "HPA_001.png")
+        fig, ax = plt.subplots(figsize=(9, 2.6))
+        ax.imshow(overview)
+        ax.set_axis_off()
+        t.figure(
+            fig,
+            "overview",
+            "runs/v002/figures/HPA_001.png as --figures wrote it: the downloaded JPEG, its "
+            "haematoxylin channel, the tissue mask from the list and the nuclei outlines.",
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    t.write()
 
 
 def check_arguments(args: list[str]) -> None:
@@ -849,7 +1014,13 @@ def main(folder: Path | None) -> None:
     output = Output(folder)
     with tempfile.TemporaryDirectory(prefix="steinbock-like-docs-") as workdir:
         only = os.environ.get("TUTORIAL_ONLY")
-        makers = (steinbock_tutorial, imc_tutorial, codex_tutorial, brightfield_tutorial)
+        makers = (
+            steinbock_tutorial,
+            imc_tutorial,
+            codex_tutorial,
+            brightfield_tutorial,
+            cohort_tutorial,
+        )
         for make in makers:
             if only and make.__name__ != only:
                 continue

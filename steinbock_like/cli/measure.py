@@ -10,6 +10,9 @@ import click
 from steinbock_like import layout
 from steinbock_like.cli.options import (
     AppContext,
+    image_jobs,
+    image_list,
+    image_source_options,
     img_option,
     panel_option,
     pass_app,
@@ -77,7 +80,9 @@ def image_mask_jobs(app, img_dir, masks_dir, compartments, output_dir):
     from steinbock_like.runner import Job
     from steinbock_like.tasks.measure import COMPARTMENT_PREFIX
 
-    output_dir = app.path(output_dir)
+    if image_list(app) is not None or any(app.path(masks_dir).glob("*.npz")):
+        return listed_image_mask_jobs(app, img_dir, masks_dir, compartments, output_dir)
+    output_dir = app.output(output_dir)
     pairs = match_by_name(app.path(img_dir), app.path(masks_dir))
     compartment_files = {
         name: dict((n, mask) for n, _, mask in match_by_name(app.path(img_dir), directory))
@@ -89,6 +94,36 @@ def image_mask_jobs(app, img_dir, masks_dir, compartments, output_dir):
         for compartment, files in compartment_files.items():
             inputs[f"{COMPARTMENT_PREFIX}{compartment}"] = files[name]
         jobs.append(Job(name, inputs, {"table": output_dir / f"{name}.csv"}))
+    return jobs
+
+
+def listed_image_mask_jobs(app, img_dir, masks_dir, compartments, output_dir):
+    """Jobs of the images of ``--images-from`` (or ``img_dir``) with their masks found by
+    name (NAME.tiff, .tif or .npz); images without a mask are left out, with a warning
+    (in a cohort, an image whose segmentation failed has none)."""
+    from steinbock_like.io.masks import mask_path
+    from steinbock_like.runner import Job
+    from steinbock_like.tasks.measure import COMPARTMENT_PREFIX
+
+    directories = [("mask", app.path(masks_dir))]
+    directories += [(f"{COMPARTMENT_PREFIX}{name}", path) for name, path in compartments]
+    jobs, missing = [], []
+    outputs = {"table": (app.output(output_dir), ".csv")}
+    for job in image_jobs(app, img_dir, outputs, image_key="img"):
+        inputs = dict(job.inputs)
+        for key, directory in directories:
+            found = mask_path(directory, job.name)
+            if found is None:
+                missing.append((job.name, directory))
+                break
+            inputs[key] = found
+        else:
+            jobs.append(Job(job.name, inputs, job.outputs, job.params))
+    if missing:
+        name, directory = missing[0]
+        logger.warning(
+            "%d image(s) have no mask, left out (first: %s in %s)", len(missing), name, directory
+        )
     return jobs
 
 
@@ -107,6 +142,7 @@ def image_mask_jobs(app, img_dir, masks_dir, compartments, output_dir):
 @path_option(
     "-o", "output_dir", default=layout.INTENSITIES, help="Object intensities output directory."
 )
+@image_source_options
 @runner_options
 @pass_app
 def intensities_cmd(
@@ -135,7 +171,7 @@ def intensities_cmd(
         overwrite=overwrite,
         resume=resume,
     )
-    _report("intensities", summary, app.path(output_dir))
+    _report("intensities", summary, app.output(output_dir))
 
 
 @measure_group.command(
@@ -156,6 +192,7 @@ def intensities_cmd(
     default=layout.REGIONPROPS,
     help="Object region properties output directory.",
 )
+@image_source_options
 @runner_options
 @pass_app
 def regionprops_cmd(
@@ -183,7 +220,7 @@ def regionprops_cmd(
         overwrite=overwrite,
         resume=resume,
     )
-    _report("region properties", summary, app.path(output_dir))
+    _report("region properties", summary, app.output(output_dir))
 
 
 def _check_properties(properties) -> None:

@@ -30,10 +30,22 @@ class AppContext:
 
     data_dir: Path
     debug: bool = False
+    #: The run's directory (``--run-version``/``--run-dir``): outputs go there.
+    run_dir: Path | None = None
 
     def path(self, value: str | Path) -> Path:
-        """Resolve a path option against ``--data``."""
+        """Resolve a path option against ``--data`` (in a versioned run, a relative path
+        that exists in the run's directory is taken from there: its earlier outputs)."""
+        if self.run_dir is not None and not Path(value).is_absolute():
+            inside = self.run_dir / value
+            if inside.exists():
+                return inside
         return layout.resolve(self.data_dir, value)
+
+    def output(self, value: str | Path) -> Path:
+        """Resolve an output path option: against the run's directory in a versioned
+        run (``--run-version``), else against ``--data``."""
+        return layout.resolve(self.run_dir or self.data_dir, value)
 
 
 pass_app = click.make_pass_decorator(AppContext, ensure=True)
@@ -178,6 +190,7 @@ def run_jobs(
     app = context.find_object(AppContext) if context else None
     if not jobs:
         raise SteinbockLikeError(f"{command}: no input images found")
+    task, run_dir = _image_sources_and_run(context, app, task, jobs, kwargs, overwrite, resume)
     kwargs.setdefault("data_dir", app.data_dir if app else None)
     if executor is not None and _dask_executor_asked(context):
         logger.warning("%s runs its tool on this machine: --scheduler/--cluster ignored", command)
@@ -194,6 +207,10 @@ def run_jobs(
         **kwargs,
     )
     logger.info("%s: %s", command, summary.line())
+    if run_dir is not None:
+        from steinbock_like.runner.versions import mark_latest
+
+        logger.info("%s: run complete; %s -> %s", command, mark_latest(run_dir), run_dir.name)
     if summary.failed:
         first = summary.failed[0]
         raise SteinbockLikeError(
@@ -201,3 +218,185 @@ def run_jobs(
             f"(first: {first.name}: {first.error}); see run_metadata.json"
         )
     return summary
+
+
+# --------------------------------------------------------------------------- image sources
+#: Where ``image_source_options`` keeps its values for :func:`image_jobs`/:func:`run_jobs`.
+SOURCE_OPTIONS_KEY = "steinbock_like.image_source"
+SOURCE_KEYS = (
+    "images_from",
+    "table",
+    "id_column",
+    "uri_column",
+    "mask_column",
+    "where",
+    "cache_dir",
+    "run_version",
+    "run_dir",
+)
+
+
+def image_source_options(function):
+    """``--images-from`` (a CSV or SQLite image list: ``--table``, ``--id-column``,
+    ``--uri-column``, ``--mask-column``, ``--where``), ``--cache``, and the versioned
+    runs (``--run-version``, ``--run-dir``), for per-image commands.
+
+    The values are not passed to the command function: :func:`image_jobs` builds the
+    jobs from the list (or from the image folder without one), the command resolves its
+    outputs with ``app.output(...)``, and :func:`run_jobs` resolves the URIs inside each
+    job, records the list and the run, and marks ``runs/latest``.
+    """
+
+    @click.option(
+        "--images-from",
+        "images_from",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Read the images from this list instead of --img: a CSV file or SQLite "
+        "database, one row per image (ID, URI: a path, file:// or http(s):// URL).",
+    )
+    @click.option("--table", default=None, help="Table of the --images-from database.")
+    @click.option(
+        "--id-column",
+        default="id",
+        show_default=True,
+        help="Column of the image IDs (they name the outputs).",
+    )
+    @click.option(
+        "--uri-column", default="uri", show_default=True, help="Column of the image URIs."
+    )
+    @click.option(
+        "--mask-column",
+        default=None,
+        help="Column of the tissue mask URIs (for commands that use tissue masks).",
+    )
+    @click.option(
+        "--where",
+        default=None,
+        metavar="SQL",
+        help="Only the rows matching this SQL condition (read-only), e.g. \"stain = 'CD3'\".",
+    )
+    @click.option(
+        "--cache",
+        "cache_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        envvar="STEINBOCK_LIKE_IMAGE_CACHE",
+        help="Downloaded images are kept here [default: ~/.cache/steinbock-like/images; "
+        "env STEINBOCK_LIKE_IMAGE_CACHE].",
+    )
+    @click.option(
+        "--run-version",
+        "run_version",
+        default=None,
+        metavar="NAME",
+        help="Versioned run: outputs go to runs/NAME/<output dir>/; runs/latest points to "
+        "the newest completed run.",
+    )
+    @click.option(
+        "--run-dir",
+        "run_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Versioned run in this directory (instead of runs/NAME); 'latest' beside it.",
+    )
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        values = {key: kwargs.pop(key, None) for key in SOURCE_KEYS}
+        context = click.get_current_context()
+        context.meta[SOURCE_OPTIONS_KEY] = values
+        app = context.ensure_object(AppContext)
+        if values["run_version"] is not None or values["run_dir"] is not None:
+            from steinbock_like.runner.versions import run_directory
+
+            app.run_dir = run_directory(app.data_dir, values["run_version"], values["run_dir"])
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def image_list(app: AppContext):
+    """The ``--images-from`` list of the running command (read once), or None."""
+    context = click.get_current_context(silent=True)
+    values = context.meta.get(SOURCE_OPTIONS_KEY) if context else None
+    if not values or values.get("images_from") is None:
+        return None
+    if "list" not in values:
+        from steinbock_like.io.sources import read_image_list
+
+        values["list"] = read_image_list(
+            app.path(values["images_from"]),
+            table=values["table"],
+            id_column=values["id_column"],
+            uri_column=values["uri_column"],
+            mask_column=values["mask_column"],
+            where=values["where"],
+        )
+        logger.info("%s: %d images listed", values["list"].path, len(values["list"].records))
+    return values["list"]
+
+
+def image_jobs(
+    app: AppContext,
+    img_dir: Path,
+    outputs: dict[str, Path | tuple[Path, str]],
+    *,
+    mask_key: str | None = None,
+    image_key: str = "image",
+) -> list[Job]:
+    """One job per image: from the ``--images-from`` list when given, else from ``img_dir``.
+
+    Jobs from a list are named by the image ID and carry their URIs in
+    ``params["sources"]`` (``image_key``, and ``mask_key`` for the list's tissue mask column
+    where given); :func:`run_jobs` makes them local files inside each job.
+    ``outputs`` as for :func:`steinbock_like.runner.jobs_for`.
+    """
+    from steinbock_like.runner import jobs_for, named_files
+
+    listed = image_list(app)
+    if listed is None:
+        from steinbock_like.io.images import list_images
+
+        return jobs_for(named_files(list_images(app.path(img_dir)), image_key), outputs)
+    jobs = []
+    for job, record in zip(
+        jobs_for(((r.id, {}) for r in listed.records), outputs), listed.records, strict=True
+    ):
+        sources = {image_key: record.uri}
+        if mask_key is not None and record.mask_uri:
+            sources[mask_key] = record.mask_uri
+        jobs.append(Job(job.name, {}, job.outputs, {"sources": sources}))
+    return jobs
+
+
+def _image_sources_and_run(context, app, task, jobs, kwargs, overwrite, resume):
+    """Wrap ``task`` to resolve the jobs' URIs, record the image list and the run."""
+    from steinbock_like.tasks.sources import SourcedTask, has_sources
+
+    values = context.meta.get(SOURCE_OPTIONS_KEY, {}) if context else {}
+    extra = dict(kwargs.get("extra_metadata") or {})
+    if has_sources(jobs):
+        from steinbock_like.io.remote import ImageCache, default_cache_dir
+
+        listed = image_list(app)
+        cache_dir = values.get("cache_dir")
+        cache_dir = app.path(cache_dir) if cache_dir is not None else default_cache_dir()
+        task = SourcedTask(task, ImageCache(cache_dir, base_dir=listed.base_dir))
+        extra["images_from"] = {
+            "path": str(listed.path),
+            "images": len(listed.records),
+            "sha256": listed.sha256,
+            "cache": str(cache_dir),
+        }
+        # where downloads are kept does not change the outputs
+        kwargs["resume_ignores"] = (*kwargs.get("resume_ignores", ()), "cache_dir")
+    run_dir = app.run_dir if app is not None else None
+    if run_dir is not None:
+        from steinbock_like.runner.versions import check_new_run
+
+        output_dirs = {path.parent for job in jobs for path in job.outputs.values()}
+        check_new_run(run_dir, output_dirs, overwrite=overwrite, resume=resume)
+        extra["run"] = {"directory": str(run_dir), "version": run_dir.name}
+    if extra:
+        kwargs["extra_metadata"] = extra
+    return task, run_dir

@@ -9,6 +9,9 @@ import click
 
 from steinbock_like.cli.options import (
     AppContext,
+    image_jobs,
+    image_list,
+    image_source_options,
     img_option,
     panel_option,
     pass_app,
@@ -41,6 +44,10 @@ configuration and every image are checked first (--validate: only that);
 problems are reported as one line naming the key. Processors and their
 parameters: docs/processors.md. Relative paths in parameters (models,
 projects) are resolved against --data, like --config.
+
+With --images-from LIST the images come from a CSV/SQLite list of paths or
+http(s) URLs (named by their IDs; see docs/cohorts.md), and --run-version NAME
+writes the outputs under runs/NAME/.
 """
 
 
@@ -49,6 +56,7 @@ projects) are resolved against --data, like --config.
 @click.option("--validate", is_flag=True, help="Only check the configuration and the images.")
 @img_option()
 @panel_option()
+@image_source_options
 @runner_options
 @pass_app
 def process_cmd(
@@ -70,7 +78,9 @@ def process_cmd(
 
     panel = read_panel(app.path(panel_file))
     pipeline = read_config(app.path(config_file), panel)
-    images = list_images(app.path(img_dir))
+    listed = image_list(app)
+    # listed images are checked inside their jobs, once they are local files
+    images = [] if listed is not None else list_images(app.path(img_dir))
     check_images(pipeline, panel, images, app.path(config_file))
     versions = prepare_pipeline(pipeline, Context(app.data_dir))
     if validate:
@@ -82,8 +92,11 @@ def process_cmd(
             len(images),
         )
         return
-    outputs = output_dirs(pipeline, app.path)
-    jobs = jobs_for(named_files(images, "image"), outputs)
+    outputs = output_dirs(pipeline, app.output)
+    if listed is not None:
+        jobs = image_jobs(app, img_dir, outputs)
+    else:
+        jobs = jobs_for(named_files(images, "image"), outputs)
     run_jobs(
         ProcessTask(pipeline, panel, app.data_dir, versions),
         jobs,

@@ -8,6 +8,8 @@ import click
 from steinbock_like import layout
 from steinbock_like.cli.options import (
     AppContext,
+    image_jobs,
+    image_source_options,
     img_option,
     panel_option,
     pass_app,
@@ -38,6 +40,11 @@ histogram-equalised) is segmented.
 With --tissue-masks DIR (binary masks NAME.tiff of the region of interest, same
 size as the image) only the tissue's bounding box is segmented and objects
 outside the tissue are removed; masks stay in full-image coordinates.
+
+Cohorts: --images-from LIST reads the images from a CSV/SQLite list of
+paths or http(s) URLs (downloaded once into --cache; tissue masks from
+--mask-column), names the outputs by image ID, and --run-version NAME keeps
+the run in runs/NAME/ (see docs/cohorts.md).
 
 Models are never downloaded here: get them once with 'steinbock-like models
 get cyto3' (cyto3, cyto2, cyto, nuclei with Cellpose 3; cpsam with Cellpose 4).
@@ -154,11 +161,21 @@ so memory stays bounded whatever the image size.
     "figures_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write one PNG per image here: input, preprocessed channel(s), outlines.",
+    help="Write one PNG per image here: input, preprocessed channel(s) (the haematoxylin "
+    "with --stain hed), the tissue mask (with tissue masks), outlines.",
+)
+@click.option(
+    "--mask-format",
+    type=click.Choice(["tiff", "npz"]),
+    default="tiff",
+    show_default=True,
+    help="Masks as TIFF, or as compressed NumPy files (NAME.npz, for cohorts of many "
+    "small images; read by every command that reads masks).",
 )
 @img_option()
 @panel_option()
 @path_option("-o", "--masks", "masks_dir", default=layout.MASKS, help="Output cell masks.")
+@image_source_options
 @runner_options
 @pass_app
 def cellpose_cmd(
@@ -180,6 +197,7 @@ def cellpose_cmd(
     stain: str | None,
     tissue_dir: Path | None,
     figures_dir: Path | None,
+    mask_format: str,
     img_dir: Path,
     panel_file: Path,
     masks_dir: Path,
@@ -188,7 +206,7 @@ def cellpose_cmd(
     resume: bool,
 ) -> None:
     from steinbock_like.channels import aggregation_function
-    from steinbock_like.io.images import image_name, list_images
+    from steinbock_like.io.masks import MASK_FORMATS
     from steinbock_like.models import (
         default_cellpose_model,
         resolve_cellpose_model,
@@ -212,17 +230,15 @@ def cellpose_cmd(
         cp.cellpose_groups(panel)  # fail now, not once per image
         aggregation_function(aggr)
 
-    images = list_images(app.path(img_dir))
+    outputs = {"mask": (app.output(masks_dir), MASK_FORMATS[mask_format])}
+    if figures_dir is not None:
+        outputs["figure"] = (app.output(figures_dir), ".png")
     jobs = []
-    for image_path in images:
-        name = image_name(image_path)
-        inputs = {"image": image_path}
+    for job in image_jobs(app, img_dir, outputs, mask_key=None if tissue_dir else "tissue"):
+        inputs = dict(job.inputs)
         if tissue_dir is not None:
-            inputs["tissue"] = _tissue_mask_path(app.path(tissue_dir), name)
-        outputs = {"mask": app.path(masks_dir) / f"{name}{layout.MASK_SUFFIX}"}
-        if figures_dir is not None:
-            outputs["figure"] = app.path(figures_dir) / f"{name}.png"
-        jobs.append(Job(name, inputs, outputs))
+            inputs["tissue"] = _tissue_mask_path(app.path(tissue_dir), job.name)
+        jobs.append(Job(job.name, inputs, job.outputs, job.params))
 
     settings = cp.CellposeSettings(
         diameter=diameter,
@@ -268,7 +284,7 @@ def cellpose_cmd(
         "segment cellpose: %d objects in %d images; masks in %s",
         objects,
         summary.count("ok"),
-        app.path(masks_dir),
+        app.output(masks_dir),
     )
 
 

@@ -10,6 +10,8 @@ import click
 from steinbock_like import layout
 from steinbock_like.cli.options import (
     AppContext,
+    image_jobs,
+    image_source_options,
     img_option,
     panel_option,
     pass_app,
@@ -102,6 +104,7 @@ TYPES = {"whole-cell": "whole-cell", "nuclear": "nuclear", "both": "both"}
     default=layout.MASKS_NUCLEI,
     help="Output directory of nuclear masks (--type nuclear or both).",
 )
+@image_source_options
 @runner_options
 @pass_app
 def mesmer_cmd(
@@ -124,10 +127,9 @@ def mesmer_cmd(
     resume,
 ):
     from steinbock_like.channels import channel_groups
-    from steinbock_like.io.images import list_images
     from steinbock_like.io.panel import read_panel
     from steinbock_like.models import locate_mesmer_model
-    from steinbock_like.runner import jobs_for, named_files, threads_per_worker
+    from steinbock_like.runner import threads_per_worker
     from steinbock_like.tasks.mesmer import MesmerTask
 
     model = locate_mesmer_model(app.path(model_path) if model_path else None)
@@ -143,12 +145,12 @@ def mesmer_cmd(
         )
     outputs = {}
     if mask_type in ("whole-cell", "both"):
-        outputs["cells"] = app.path(out_dir)
+        outputs["cells"] = app.output(out_dir)
     if mask_type in ("nuclear", "both"):
-        outputs["nuclei"] = app.path(nuclei_out)
+        outputs["nuclei"] = app.output(nuclei_out)
     if mask_type == "nuclear" and _given("out_dir") and not _given("nuclei_out"):
-        outputs["nuclei"] = app.path(out_dir)  # steinbock's --type nuclear -o DIR
-    jobs = jobs_for(named_files(list_images(app.path(img_dir)), "image"), outputs)
+        outputs["nuclei"] = app.output(out_dir)  # steinbock's --type nuclear -o DIR
+    jobs = image_jobs(app, img_dir, outputs)
     task = MesmerTask(
         model,
         panel,

@@ -30,7 +30,7 @@ def read_mask(path: str | Path, *, shape: tuple[int, int] | None = None) -> np.n
     -------
     ndarray of uint16 or uint32, shape (Y, X)
     """
-    mask = read_tiff(path)
+    mask = read_npz_mask(path) if Path(path).suffix.lower() == NPZ_SUFFIX else read_tiff(path)
     if mask.ndim != 2:
         raise InputError(path, f"a mask must be 2-D (YX), found shape {mask.shape}")
     if mask.dtype.kind not in "ui":
@@ -61,4 +61,62 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     dtype = mask_dtype(mask)
     if dtype == np.uint32:
         logger.warning("%s: more than 65535 objects, written as uint32", Path(path))
-    write_tiff(path, mask.astype(dtype, copy=False))
+    if Path(path).suffix.lower() == NPZ_SUFFIX:
+        write_npz_mask(path, mask.astype(dtype, copy=False))
+    else:
+        write_tiff(path, mask.astype(dtype, copy=False))
+
+
+# --------------------------------------------------------------------------- npz masks
+#: Compressed NumPy masks (``--mask-format npz``): one array named ``mask`` in a zip file,
+#: for cohorts of many small images. Written with fixed zip timestamps, so that the same
+#: mask always gives the same bytes (a resumed run equals an uninterrupted one).
+NPZ_SUFFIX = ".npz"
+NPZ_KEY = "mask"
+#: Mask file suffixes by ``--mask-format``.
+MASK_FORMATS = {"tiff": ".tiff", "npz": NPZ_SUFFIX}
+
+
+def write_npz_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Write a mask as a compressed ``.npz`` (array ``mask``), atomically and reproducibly."""
+    import io
+    import zipfile
+
+    from steinbock_like.io.atomic import atomic_path
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(mask), allow_pickle=False)
+    info = zipfile.ZipInfo(f"{NPZ_KEY}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        archive.writestr(info, buffer.getvalue())
+
+
+def read_npz_mask(path: str | Path) -> np.ndarray:
+    """Read the ``mask`` array of a ``.npz`` mask (one-line errors)."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if NPZ_KEY not in archive.files:
+                raise InputError(
+                    path, f"no array {NPZ_KEY!r} in the npz file (found {archive.files})"
+                )
+            return archive[NPZ_KEY]
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(path, f"unreadable or truncated npz mask ({error})") from None
+
+
+def mask_path(directory: str | Path, name: str) -> Path | None:
+    """The mask of image ``name`` in ``directory`` (NAME.tiff, .tif or .npz), or None."""
+    for suffix in (".tiff", ".tif", NPZ_SUFFIX):
+        candidate = Path(directory) / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None

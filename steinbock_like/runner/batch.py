@@ -147,10 +147,11 @@ def run_batch(
     show_bar = sys.stderr.isatty() if progress is None else progress
     recorder.write(results, finished=False)  # the settings are on record before any output
     try:
-        with _terminate_as_exit(), _progress(len(todo), command, show_bar) as advance:
-            for done, result in enumerate(executor.run(task, todo), start=1):
+        with _terminate_as_exit(), _progress(len(jobs), command, show_bar, len(skip)) as advance:
+            # done/total over the whole list: images finished earlier (--resume) count
+            for done, result in enumerate(executor.run(task, todo), start=len(skip) + 1):
                 results[result.name] = result
-                advance(result, done, len(todo))
+                advance(result, done, len(jobs))
                 recorder.update(results)
     except BaseException as error:
         recorder.write(results, finished=False)
@@ -216,11 +217,11 @@ def _terminate_as_exit():
 
 
 @contextlib.contextmanager
-def _progress(total: int, command: str, show_bar: bool):
-    if show_bar and total:
+def _progress(total: int, command: str, show_bar: bool, initial: int = 0):
+    if show_bar and total > initial:
         from tqdm import tqdm
 
-        with tqdm(total=total, desc=command, unit="image", file=sys.stderr) as bar:
+        with tqdm(total=total, initial=initial, desc=command, unit="image", file=sys.stderr) as bar:
 
             def advance(result: JobResult, done: int, total: int) -> None:
                 bar.update(1)

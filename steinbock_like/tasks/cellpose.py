@@ -125,7 +125,9 @@ class CellposeTask:
             info.update(tiling.as_dict())
         info["objects"] = int(np.count_nonzero(np.bincount(labels.ravel())[1:]))
         if "figure" in job.outputs:
-            _write_figure(job.outputs["figure"], image, self.stain, preprocessed, labels)
+            _write_figure(
+                job.outputs["figure"], image, self.stain, preprocessed, labels, tissue=tissue
+            )
         return info
 
     def _read(self, path: Path) -> np.ndarray:
@@ -166,8 +168,9 @@ def _read_tissue(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return tissue != 0
 
 
-def _write_figure(path: Path, image, stain, preprocessed, labels) -> None:
-    """Input, preprocessed channel(s) and mask outlines side by side, as a PNG."""
+def _write_figure(path: Path, image, stain, preprocessed, labels, *, tissue=None) -> None:
+    """Input, preprocessed channel(s), the tissue mask (if any) and mask outlines side by
+    side, as a PNG."""
     import imageio.v3 as iio
 
     from steinbock_like.io.atomic import atomic_path
@@ -190,6 +193,6 @@ def _write_figure(path: Path, image, stain, preprocessed, labels) -> None:
         if channels is not None:
             composite[(slice(None), *box)] = channels
         input_rgb = cp.composite_rgb(composite)
-    figure = cp.overview_figure(input_rgb, shown, labels)
+    figure = cp.overview_figure(input_rgb, shown, labels, tissue=tissue)
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, figure, extension=".png")

@@ -38,13 +38,15 @@ def overview_figure(
     *,
     max_side: int = 1024,
     gap: int = 4,
+    tissue: np.ndarray | None = None,
 ) -> np.ndarray:
     """One picture to check a segmentation at a glance.
 
-    Panels, left to right: the input, each preprocessed channel (grayscale)
-    and the mask outlines (yellow) over the input. Large images are shrunk so
-    that each panel's longer side is at most ``max_side``; outlines are drawn
-    at full resolution first so that they survive the shrinking.
+    Panels, left to right: the input, each preprocessed channel (grayscale),
+    the tissue mask (where given: tissue white, glass black) and the mask
+    outlines (yellow) over the input. Large images are shrunk so that each
+    panel's longer side is at most ``max_side``; outlines are drawn at full
+    resolution first so that they survive the shrinking.
 
     Parameters
     ----------
@@ -54,6 +56,8 @@ def overview_figure(
     max_side : int
     gap : int
         White pixels between panels.
+    tissue : ndarray of bool, shape (Y, X), optional
+        The region segmented in.
 
     Returns
     -------
@@ -71,6 +75,9 @@ def overview_figure(
     panels += [
         np.repeat(display_scale(p[::step, ::step])[..., None], 3, axis=-1) for p in preprocessed
     ]
+    if tissue is not None:
+        shown = (np.asarray(tissue)[::step, ::step] != 0).astype(np.uint8) * 255
+        panels.append(np.repeat(shown[..., None], 3, axis=-1))
     panels.append(overlay)
     height = max(p.shape[0] for p in panels)
     width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
