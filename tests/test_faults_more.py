@@ -346,13 +346,24 @@ def test_sigterm_with_one_worker_exits_143_and_keeps_the_record(tmp_path):
     _probability_dataset(tmp_path, count=6)
     process = _start(tmp_path)
     deadline = time.monotonic() + 120
-    while not list((tmp_path / "masks").glob("im*.tiff")) and time.monotonic() < deadline:
+    # two masks: the first one's result has surely reached the runner by then
+    while len(list((tmp_path / "masks").glob("im*.tiff"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143 and "Traceback" not in err
     record = json.loads((tmp_path / "masks" / "run_metadata.json").read_text())
-    done = {n for n, entry in record["images"].items() if entry["status"] == "ok"}
+    done = _finished_on_record(tmp_path / "masks")
     assert record["in_progress"] and done  # finished images are on record
     masks = {p.stem for p in (tmp_path / "masks").glob("im*.tiff")}
-    assert masks == done
+    # every recorded image has its mask; a mask renamed into place just as SIGTERM came
+    # may lack its record (a rerun checks it and skips it): at most that one
+    assert done <= masks and len(masks - done) <= 1
+
+
+def _finished_on_record(directory) -> set[str]:
+    try:
+        record = json.loads((directory / "run_metadata.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {n for n, entry in record.get("images", {}).items() if entry["status"] == "ok"}
