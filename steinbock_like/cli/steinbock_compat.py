@@ -152,8 +152,11 @@ NOTES = (
     "where installed and our native implementations otherwise (`--backend`).",
     "`segment mesmer --type nuclear -o DIR` writes the nuclear masks to DIR, as steinbock's "
     "`segment deepcell` does (`--nuclei-out` names it explicitly).",
-    "`measure cellprofiler prepare|run` (steinbock's legacy route) are not implemented: they "
-    "stop with one line; `measure intensities|regionprops|neighbors` give the measurements.",
+    "`measure cellprofiler prepare` writes steinbock's `cellprofiler_input/` byte for byte, "
+    "but a pipeline of stock CellProfiler 4.2 modules (no ImcPluginsCP plugins needed); "
+    "`measure cellprofiler run` (real CellProfiler only) writes the same `Cell.csv` and "
+    "`Object relationships.csv`; in `Image.csv` only the `ExecutionTime_`/`ModuleError_` "
+    "columns of modules 7-9 are named after other modules.",
     "`view IMAGE` opens napari as `apps napari` does; `--pixelsize` is accepted but layers "
     "are shown in pixels.",
 )
