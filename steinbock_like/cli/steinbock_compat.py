@@ -106,37 +106,7 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted("apps jupyter", "--jupyter", "jupyter", _FINDS_TOOL),
     Accepted("apps jupyterlab", "--python", "python", _FINDS_TOOL),
     Accepted("apps jupyterlab", "--jupyter", "jupyter", _FINDS_TOOL),
-    Accepted(
-        "segment cellpose",
-        "--resample/--no-resample",
-        False,
-        "Cellpose's own default, resampling flows to the image's size, is used; "
-        "results can differ slightly from steinbock's",
-        ours=True,
-    ),
     Accepted("segment cellpose", "--channel-axis", 0, "images are CYX (channel axis 0)", 0, int),
-    Accepted(
-        "segment cellpose",
-        "--normalize/--no-normalize",
-        True,
-        "Cellpose's percentile normalisation is always on",
-        ours=True,
-    ),
-    Accepted(
-        "segment cellpose", "--invert/--no-invert", False, "inverting is not supported", False
-    ),
-    Accepted("segment cellpose", "--rescale", None, "not supported, use --diameter", None, float),
-    Accepted(
-        "segment cellpose", "--max-size-fraction", 0.4, "Cellpose's default is used", 0.4, float
-    ),
-    Accepted("segment cellpose", "--niter", None, "Cellpose's default is used", None, int),
-    Accepted(
-        "segment cellpose",
-        "--augment/--no-augment",
-        False,
-        "test-time augmentation is not supported",
-        ours=False,
-    ),
 )
 
 #: behaviour that differs on purpose, for the migration page
