@@ -145,7 +145,7 @@ so memory stays bounded whatever the image size.
     "--invert/--no-invert",
     default=False,
     show_default=True,
-    help="Invert the normalised channels (dark cells on a bright background).",
+    help="Invert the normalised channels (for dark cells).",
 )
 @click.option(
     "--rescale",
@@ -170,7 +170,7 @@ so memory stays bounded whatever the image size.
     "--augment/--no-augment",
     default=False,
     show_default=True,
-    help="Test-time augmentation: average the network over flipped tiles (slower).",
+    help="Test-time augmentation (flipped tiles; slower).",
 )
 @click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
 @click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
