@@ -247,3 +247,26 @@ def test_cellprofiler_areas_and_centres_equal_measure_regionprops(cellprofiler_r
         np.testing.assert_allclose(group["Location_Center_X"], props["centroid-1"], atol=1e-9)
         np.testing.assert_allclose(group["Location_Center_Y"], props["centroid-0"], atol=1e-9)
     assert compared >= 0.9 * len(cells)
+
+
+def test_run_refuses_existing_tables_and_names_a_failing_cellprofiler(
+    tmp_path, monkeypatch, capsys
+):
+    """Without CellProfiler: this interpreter stands in (it has no 'cellprofiler' module)."""
+    import sys
+
+    _small_dataset(tmp_path)
+    assert run("--data", tmp_path, "measure", "cellprofiler", "prepare") == 0
+    out = tmp_path / "cellprofiler_output"
+    out.mkdir()
+    (out / "Cell.csv").write_text("old\n")
+    capsys.readouterr()
+    args = ["--data", tmp_path, "measure", "cellprofiler", "run", "--python", sys.executable]
+    assert run(*args) == 1
+    assert "Cell.csv exists already" in capsys.readouterr().err
+    monkeypatch.setenv("STEINBOCK_LIKE_OVERWRITE", "1")  # steinbock scripts rerun in place
+    assert run(*args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("Error: CellProfiler failed on cell_measurement.cppipe (exit code 1")
+    assert "No module named cellprofiler" in err
+    assert (out / "Cell.csv").read_text() == "old\n"  # a failed run replaces nothing
