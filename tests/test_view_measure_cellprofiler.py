@@ -1,7 +1,4 @@
-"""``view`` (napari through the apps machinery) and ``measure cellprofiler``'s one-line errors."""
-
-import sys
-from pathlib import Path
+"""``view`` (napari through the apps machinery)."""
 
 from tests.cli_helpers import run
 
@@ -39,16 +36,3 @@ def test_view_without_napari_is_one_line(tmp_path, monkeypatch, capsys):
     assert run("--data", tmp_path, "view", "a.tiff") == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: napari is not installed") and err.count("\n") == 1
-
-
-def test_measure_cellprofiler_names_what_is_missing(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("CELLPROFILER_PYTHON", raising=False)
-    missing = tmp_path / "no-python"
-    for command in ("prepare", "run"):
-        assert run("measure", "cellprofiler", command, "--python", missing) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("Error: measure cellprofiler needs CellProfiler 4")
-        assert str(missing) in err and err.count("\n") == 1
-    # CellProfiler present: still a one-line error (not implemented), pointing elsewhere
-    assert run("measure", "cellprofiler", "run", "--python", Path(sys.executable)) == 1
-    assert "measure intensities" in capsys.readouterr().err

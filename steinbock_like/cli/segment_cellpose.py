@@ -135,6 +135,50 @@ so memory stays bounded whatever the image size.
     "run_metadata.json; 0: none skipped.",
 )
 @click.option("--gpu/--no-gpu", default=False, show_default=True, help="Run on a GPU.")
+@click.option(
+    "--resample/--no-resample",
+    default=False,
+    show_default=True,
+    help="Compute masks from flows resized to the image (Cellpose's default) instead of at "
+    "the network's scale (steinbock's default); matters where the scale is not 1.",
+)
+@click.option(
+    "--normalize/--no-normalize",
+    default=True,
+    show_default=True,
+    help="Stretch each channel between its 1st and 99th percentiles before the network.",
+)
+@click.option(
+    "--invert/--no-invert",
+    default=False,
+    show_default=True,
+    help="Invert the normalised channels (for dark cells).",
+)
+@click.option(
+    "--rescale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Resize factor for the network, used without --diameter [default: the model's].",
+)
+@click.option(
+    "--max-size-fraction",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.4,
+    show_default=True,
+    help="Masks larger than this fraction of the image are removed.",
+)
+@click.option(
+    "--niter",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Iterations of the flow dynamics [default: Cellpose's, from the scale; 0: same].",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=False,
+    show_default=True,
+    help="Test-time augmentation (flipped tiles; slower).",
+)
 @click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
 @click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
 @click.option(
@@ -191,6 +235,13 @@ def cellpose_cmd(
     block_overlap: int,
     tile_min_signal: float,
     gpu: bool,
+    resample: bool,
+    normalize: bool,
+    invert: bool,
+    rescale: float | None,
+    max_size_fraction: float,
+    niter: int | None,
+    augment: bool,
     minmax: bool,
     zscore: bool,
     aggr: str,
@@ -218,6 +269,8 @@ def cellpose_cmd(
 
     if minmax and zscore:
         raise SteinbockLikeError("--minmax and --zscore exclude each other: choose one")
+    if invert and not normalize:
+        raise SteinbockLikeError("--invert needs --normalize (Cellpose inverts normalised images)")
     version = cp.cellpose_version()
     major = cp.api_major(version)
     model_file = resolve_cellpose_model(model or default_cellpose_model(major), major=major)
@@ -248,6 +301,13 @@ def cellpose_cmd(
         batch_size=batch_size,
         tile_overlap=tile_overlap,
         gpu=gpu,
+        resample=resample,
+        normalize=normalize,
+        invert=invert,
+        rescale=rescale,
+        max_size_fraction=max_size_fraction,
+        niter=niter,
+        augment=augment,
     )
     task = CellposeTask(
         model_file.path,

@@ -80,10 +80,12 @@ PREPROCESS_VALUES = {"percentile": float, "kernel_size": int}
 @panel_option()
 @click.option(
     "--aggr",
-    type=click.Choice(["mean", "sum", "max", "median"]),
     default="mean",
     show_default=True,
-    help="How the channels of a 'deepcell' group are combined.",
+    metavar="NAME",
+    help="numpy reduction combining the channels of a 'deepcell' group, per pixel: mean, "
+    "median, sum, max, min, std, var, prod, ptp, average, nanmean, ... (steinbock's "
+    "numpy.NAME).",
 )
 @click.option(
     "--pixelsize",
@@ -148,9 +150,14 @@ def deepcell_cmd(
     from steinbock_like.io.images import list_images
     from steinbock_like.io.panel import read_panel
     from steinbock_like.runner import jobs_for, named_files, threads_per_worker
+    from steinbock_like.segment.mesmer.inputs import AGGREGATIONS
     from steinbock_like.segment.mesmer.segmenter import DEFAULT_CHUNK_SIZE
     from steinbock_like.tasks.mesmer import MesmerTask
 
+    if aggr not in AGGREGATIONS:
+        raise click.BadParameter(
+            f"{aggr!r}: use one of {', '.join(AGGREGATIONS)}", param_hint="--aggr"
+        )
     model_path = _locate_model(app, model, model_dir)
     preprocess = None
     if preprocess_file is not None:

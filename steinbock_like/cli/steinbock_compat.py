@@ -106,37 +106,7 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted("apps jupyter", "--jupyter", "jupyter", _FINDS_TOOL),
     Accepted("apps jupyterlab", "--python", "python", _FINDS_TOOL),
     Accepted("apps jupyterlab", "--jupyter", "jupyter", _FINDS_TOOL),
-    Accepted(
-        "segment cellpose",
-        "--resample/--no-resample",
-        False,
-        "Cellpose's own default, resampling flows to the image's size, is used; "
-        "results can differ slightly from steinbock's",
-        ours=True,
-    ),
     Accepted("segment cellpose", "--channel-axis", 0, "images are CYX (channel axis 0)", 0, int),
-    Accepted(
-        "segment cellpose",
-        "--normalize/--no-normalize",
-        True,
-        "Cellpose's percentile normalisation is always on",
-        ours=True,
-    ),
-    Accepted(
-        "segment cellpose", "--invert/--no-invert", False, "inverting is not supported", False
-    ),
-    Accepted("segment cellpose", "--rescale", None, "not supported, use --diameter", None, float),
-    Accepted(
-        "segment cellpose", "--max-size-fraction", 0.4, "Cellpose's default is used", 0.4, float
-    ),
-    Accepted("segment cellpose", "--niter", None, "Cellpose's default is used", None, int),
-    Accepted(
-        "segment cellpose",
-        "--augment/--no-augment",
-        False,
-        "test-time augmentation is not supported",
-        ours=False,
-    ),
 )
 
 #: behaviour that differs on purpose, for the migration page
@@ -152,8 +122,11 @@ NOTES = (
     "where installed and our native implementations otherwise (`--backend`).",
     "`segment mesmer --type nuclear -o DIR` writes the nuclear masks to DIR, as steinbock's "
     "`segment deepcell` does (`--nuclei-out` names it explicitly).",
-    "`measure cellprofiler prepare|run` (steinbock's legacy route) are not implemented: they "
-    "stop with one line; `measure intensities|regionprops|neighbors` give the measurements.",
+    "`measure cellprofiler prepare` writes steinbock's `cellprofiler_input/` byte for byte, "
+    "but a pipeline of stock CellProfiler 4.2 modules (no ImcPluginsCP plugins needed); "
+    "`measure cellprofiler run` (real CellProfiler only) writes the same `Cell.csv` and "
+    "`Object relationships.csv`; in `Image.csv` only the `ExecutionTime_`/`ModuleError_` "
+    "columns of modules 7-9 are named after other modules.",
     "`view IMAGE` opens napari as `apps napari` does; `--pixelsize` is accepted but layers "
     "are shown in pixels.",
 )

@@ -108,6 +108,7 @@ class CellposeTask:
                 overlap=self.block_overlap,
                 min_signal=self.tile_min_signal,
                 tiling=tiling,
+                normalize=self.settings.normalize,
             )
 
         info: dict[str, Any] = {}

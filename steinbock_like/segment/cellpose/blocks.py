@@ -46,6 +46,7 @@ def segment_in_blocks(
     overlap: int = 64,
     min_signal: float = 0.0,
     tiling: TilingInfo | None = None,
+    normalize: bool = True,
 ) -> np.ndarray:
     """Segment a large image block by block, so that memory depends on the block size.
 
@@ -69,6 +70,8 @@ def segment_in_blocks(
         Blocks whose mean (raw) signal is below this are skipped as empty.
     tiling : TilingInfo, optional
         Filled with the number of blocks and of skipped ones.
+    normalize : bool
+        False: the channels are passed on as they are (steinbock's ``--no-normalize``).
 
     Returns
     -------
@@ -77,7 +80,7 @@ def segment_in_blocks(
     """
     channels = np.asarray(channels)
     height, width = channels.shape[1:]
-    normalized = normalize_percentiles(channels)
+    normalized = normalize_percentiles(channels) if normalize else channels.astype(np.float32)
     if block_size <= 0 or (height <= block_size and width <= block_size):
         return np.asarray(segment(normalized)).astype(np.uint32, copy=False)
     masks, info = segment_in_tiles(

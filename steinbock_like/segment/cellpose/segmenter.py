@@ -67,6 +67,21 @@ class CellposeSettings:
         Fraction of overlap between network tiles.
     gpu : bool
         Use a GPU when torch sees one.
+    resample : bool
+        Compute the masks from flows resized to the image's size (Cellpose's default)
+        rather than at the network's scale (steinbock's ``--no-resample``).
+    normalize : bool
+        Stretch each channel between its 1st and 99th percentiles first.
+    invert : bool
+        Invert the (normalised) channels: 1 - x (dark cells on a bright background).
+    rescale : float or None
+        Resize factor, used where ``diameter`` is None (None: the model's own).
+    max_size_fraction : float
+        Masks larger than this fraction of the image are removed.
+    niter : int or None
+        Iterations of the flow dynamics (None: Cellpose's choice from the scale).
+    augment : bool
+        Test-time augmentation (flipped tiles averaged).
     """
 
     diameter: float | None = None
@@ -76,6 +91,23 @@ class CellposeSettings:
     batch_size: int = 8
     tile_overlap: float = 0.1
     gpu: bool = False
+    resample: bool = True
+    normalize: bool = True
+    invert: bool = False
+    rescale: float | None = None
+    max_size_fraction: float = 0.4
+    niter: int | None = None
+    augment: bool = False
+
+    def eval_options(self) -> dict:
+        """Cellpose ``eval`` keyword arguments beyond the thresholds (steinbock's options)."""
+        return {
+            "resample": self.resample,
+            "rescale": self.rescale,
+            "max_size_fraction": self.max_size_fraction,
+            "niter": self.niter,
+            "augment": self.augment,
+        }
 
 
 class CellposeSegmenter:
@@ -171,6 +203,8 @@ class CellposeSegmenter:
             # Nothing to segment; Cellpose would spend the full evaluation on it.
             return np.zeros((height, width), dtype=np.uint32)
         settings = self.settings
+        if settings.invert:
+            channels = invert_channels(channels)
         common = {
             "batch_size": settings.batch_size,
             "diameter": settings.diameter,
@@ -179,6 +213,7 @@ class CellposeSegmenter:
             "min_size": settings.min_size,
             "tile_overlap": settings.tile_overlap,
             "normalize": normalize,
+            **_accepted(self.model.eval, settings.eval_options(), self.version),
         }
         if self.major >= 4:
             # Cellpose-SAM reads three channels in any order; the third stays empty.
@@ -196,6 +231,36 @@ class CellposeSegmenter:
                 f"{(height, width)}"
             )
         return labels
+
+
+def invert_channels(channels: np.ndarray) -> np.ndarray:
+    """1 - x for every channel that holds signal (all-zero channels stay zero).
+
+    Cellpose's ``invert``, applied to channels normalised already: Cellpose itself inverts
+    only while normalising and refuses ``invert`` without it.
+    """
+    out = np.array(channels, dtype=np.float32, copy=True)
+    for channel in out:
+        if np.any(channel):
+            np.subtract(np.float32(1), channel, out=channel)
+    return out
+
+
+def _accepted(evaluate, options: dict, version: str | None) -> dict:
+    """``options`` that this Cellpose's ``eval`` takes; one it lacks is an error if set."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(evaluate).parameters
+    except (TypeError, ValueError):
+        return options
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    defaults = CellposeSettings().eval_options()
+    for name, value in options.items():
+        if name not in parameters and value != defaults[name]:
+            raise SteinbockLikeError(f"Cellpose {version} does not take '{name}'")
+    return {name: value for name, value in options.items() if name in parameters}
 
 
 def versions() -> dict[str, str]:

@@ -14,6 +14,13 @@ import pandas as pd
 from steinbock_like.errors import SteinbockLikeError
 
 AGGREGATIONS = {"mean": np.mean, "sum": np.sum, "max": np.max, "median": np.median}
+#: steinbock's ``segment deepcell --aggr`` takes any ``numpy.<name>``: the per-pixel
+#: reductions over the channel axis among them
+STEINBOCK_AGGREGATIONS = (
+    "min", "amax", "amin", "std", "var", "prod", "average", "ptp",
+    "nanmean", "nanmedian", "nansum", "nanmax", "nanmin", "nanstd", "nanvar", "nanprod",
+)  # fmt: skip
+AGGREGATIONS.update({name: getattr(np, name) for name in STEINBOCK_AGGREGATIONS})
 GROUP_COLUMN = "deepcell"
 
 
@@ -73,7 +80,7 @@ def mesmer_input(
     minmax, zscore : bool
         Per-channel normalisation before aggregation (min-max first if both).
     aggr : str
-        How channels of a group are combined: mean, sum, max or median.
+        How channels of a group are combined: a name in :data:`AGGREGATIONS`.
 
     Raises
     ------

@@ -1,0 +1,107 @@
+"""Run the measurement pipeline with the real CellProfiler, headless, in its own interpreter.
+
+``PYTHON -m cellprofiler -c -r -p PIPELINE -i INPUT_DIR -o TMP`` (as steinbock runs it),
+then the CSV files CellProfiler wrote are moved atomically into the output directory, so
+an interrupted or failed run leaves no partial tables there.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from steinbock_like.errors import MissingToolError, SteinbockLikeError
+from steinbock_like.io.atomic import atomic_path
+from steinbock_like.measure.cellprofiler.pipeline import OUTPUT_FILES
+
+logger = logging.getLogger(__name__)
+
+
+def measurement_command(
+    python: Path,
+    pipeline_path: Path,
+    input_dir: Path,
+    output_dir: Path,
+    *,
+    module: str = "cellprofiler",
+    plugins_dir: Path | None = None,
+) -> list[str]:
+    """steinbock's CellProfiler command line."""
+    command = [
+        str(python), "-m", module, "-c", "-r",
+        "-p", str(pipeline_path), "-i", str(input_dir), "-o", str(output_dir),
+    ]  # fmt: skip
+    if plugins_dir is not None:
+        command.append(f"--plugins-directory={plugins_dir}")
+    return command
+
+
+def run_measurement(
+    python: Path,
+    pipeline_path: Path,
+    input_dir: Path,
+    output_dir: Path,
+    *,
+    module: str = "cellprofiler",
+    plugins_dir: Path | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Run CellProfiler on ``input_dir``; returns the tables written to ``output_dir``.
+
+    Raises
+    ------
+    OutputExistsError
+        If one of the tables exists and ``overwrite`` is not set (checked first).
+    SteinbockLikeError
+        If CellProfiler fails (its last line of output is named) or writes no table.
+    """
+    from steinbock_like.runner import check_single_output
+
+    for name in OUTPUT_FILES:
+        check_single_output(output_dir / name, overwrite=overwrite)
+    log = log or logger.debug
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="steinbock-like-cpmeasure-") as work:
+        raw = Path(work)
+        command = measurement_command(
+            python, pipeline_path.resolve(), input_dir.resolve(), raw,
+            module=module, plugins_dir=plugins_dir,
+        )  # fmt: skip
+        logger.info("running %s", " ".join(command))
+        try:
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                errors="replace",
+            )
+        except OSError as error:
+            raise MissingToolError(f"cannot run CellProfiler with {python}: {error}") from None
+        assert process.stdout is not None
+        last = ""
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            log(line)
+            if line.strip():
+                last = line.strip()
+        return_code = process.wait()
+        tables = sorted(raw.glob("*.csv"))
+        if return_code != 0 or not tables:
+            raise SteinbockLikeError(
+                f"CellProfiler failed on {pipeline_path.name} (exit code {return_code}"
+                f"{', no tables written' if not tables else ''}): {last}"
+            )
+        written = []
+        for table in tables:
+            target = output_dir / table.name
+            with atomic_path(target) as tmp:
+                shutil.move(table, tmp)
+            written.append(target)
+    return written
