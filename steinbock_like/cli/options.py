@@ -71,6 +71,35 @@ def panel_option(default: str = layout.PANEL):
     return path_option("--panel", "panel_file", default=default, help="Panel CSV file.")
 
 
+def normalization_options(function):
+    """``--minmax/--no-minmax`` and ``--zscore/--no-zscore``: per-channel scaling before a
+    panel group's channels are merged (steinbock's names; both off by default)."""
+    function = click.option(
+        "--zscore/--no-zscore",
+        default=False,
+        show_default=True,
+        help="Z-score normalise each channel before aggregation.",
+    )(function)
+    return click.option(
+        "--minmax/--no-minmax",
+        default=False,
+        show_default=True,
+        help="Min-max normalise each channel before aggregation.",
+    )(function)
+
+
+def aggregation_option(names: str = "mean, median, sum, max, min, ..."):
+    """``--aggr NAME``: the numpy reduction merging a panel group's channels per pixel."""
+    return click.option(
+        "--aggr",
+        default="mean",
+        show_default=True,
+        metavar="NAME",
+        help=f"numpy reduction combining the channels of a panel group per pixel ({names}; "
+        "steinbock's numpy.NAME).",
+    )
+
+
 #: Where ``runner_options`` keeps the dask options for :func:`run_jobs` (context.meta).
 DASK_OPTIONS_KEY = "steinbock_like.dask_options"
 

@@ -8,9 +8,11 @@ import click
 from steinbock_like import layout
 from steinbock_like.cli.options import (
     AppContext,
+    aggregation_option,
     image_jobs,
     image_source_options,
     img_option,
+    normalization_options,
     panel_option,
     pass_app,
     path_option,
@@ -179,14 +181,8 @@ so memory stays bounded whatever the image size.
     show_default=True,
     help="Test-time augmentation (flipped tiles; slower).",
 )
-@click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
-@click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
-@click.option(
-    "--aggr",
-    default="mean",
-    show_default=True,
-    help="numpy function that merges a group's channels (mean, median, max, sum...).",
-)
+@normalization_options
+@aggregation_option()
 @click.option(
     "--stain",
     type=click.Choice(["hed"]),

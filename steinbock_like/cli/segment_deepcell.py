@@ -10,13 +10,16 @@ import click
 from steinbock_like import layout
 from steinbock_like.cli.options import (
     AppContext,
+    aggregation_option,
     img_option,
+    normalization_options,
     panel_option,
     pass_app,
     path_option,
     run_jobs,
     runner_options,
 )
+from steinbock_like.cli.segment_mesmer import check_mesmer_aggregation
 
 logger = logging.getLogger("steinbock_like")
 
@@ -65,28 +68,9 @@ PREPROCESS_VALUES = {"percentile": float, "kernel_size": int}
     help="Directory where --model is also looked for.",
 )
 @img_option()
-@click.option(
-    "--minmax/--no-minmax",
-    default=False,
-    show_default=True,
-    help="Channel-wise min-max normalisation.",
-)
-@click.option(
-    "--zscore/--no-zscore",
-    default=False,
-    show_default=True,
-    help="Channel-wise z-score normalisation.",
-)
+@normalization_options
 @panel_option()
-@click.option(
-    "--aggr",
-    default="mean",
-    show_default=True,
-    metavar="NAME",
-    help="numpy reduction combining the channels of a 'deepcell' group, per pixel: mean, "
-    "median, sum, max, min, std, var, prod, ptp, average, nanmean, ... (steinbock's "
-    "numpy.NAME).",
-)
+@aggregation_option("mean, median, sum, max, min, std, var, prod, ptp, nanmean, ...")
 @click.option(
     "--pixelsize",
     type=click.FloatRange(min=0, min_open=True),
@@ -150,14 +134,10 @@ def deepcell_cmd(
     from steinbock_like.io.images import list_images
     from steinbock_like.io.panel import read_panel
     from steinbock_like.runner import jobs_for, named_files, threads_per_worker
-    from steinbock_like.segment.mesmer.inputs import AGGREGATIONS
     from steinbock_like.segment.mesmer.segmenter import DEFAULT_CHUNK_SIZE
     from steinbock_like.tasks.mesmer import MesmerTask
 
-    if aggr not in AGGREGATIONS:
-        raise click.BadParameter(
-            f"{aggr!r}: use one of {', '.join(AGGREGATIONS)}", param_hint="--aggr"
-        )
+    check_mesmer_aggregation(aggr)
     model_path = _locate_model(app, model, model_dir)
     preprocess = None
     if preprocess_file is not None:

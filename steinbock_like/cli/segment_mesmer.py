@@ -10,9 +10,11 @@ import click
 from steinbock_like import layout
 from steinbock_like.cli.options import (
     AppContext,
+    aggregation_option,
     image_jobs,
     image_source_options,
     img_option,
+    normalization_options,
     panel_option,
     pass_app,
     path_option,
@@ -23,6 +25,16 @@ from steinbock_like.cli.options import (
 logger = logging.getLogger("steinbock_like")
 
 TYPES = {"whole-cell": "whole-cell", "nuclear": "nuclear", "both": "both"}
+
+
+def check_mesmer_aggregation(aggr: str) -> None:
+    """A usage error unless ``aggr`` names a per-pixel reduction Mesmer's input accepts."""
+    from steinbock_like.segment.mesmer.inputs import AGGREGATIONS
+
+    if aggr not in AGGREGATIONS:
+        raise click.BadParameter(
+            f"{aggr!r}: use one of {', '.join(AGGREGATIONS)}", param_hint="--aggr"
+        )
 
 
 @click.command(
@@ -57,15 +69,8 @@ TYPES = {"whole-cell": "whole-cell", "nuclear": "nuclear", "both": "both"}
     show_default=True,
     help="Pixel size of the images in micrometres.",
 )
-@click.option("--minmax", is_flag=True, help="Min-max normalise each channel before aggregation.")
-@click.option("--zscore", is_flag=True, help="Z-score normalise each channel before aggregation.")
-@click.option(
-    "--aggr",
-    type=click.Choice(["mean", "sum", "max", "median"]),
-    default="mean",
-    show_default=True,
-    help="How the channels of a group are combined.",
-)
+@normalization_options
+@aggregation_option("mean, median, sum, max, min, std, var, prod, ptp, nanmean, ...")
 @click.option(
     "--model",
     "model_path",
@@ -132,6 +137,7 @@ def mesmer_cmd(
     from steinbock_like.runner import threads_per_worker
     from steinbock_like.tasks.mesmer import MesmerTask
 
+    check_mesmer_aggregation(aggr)
     model = locate_mesmer_model(app.path(model_path) if model_path else None)
     panel = read_panel(app.path(panel_file))
     groups = channel_groups(panel, "deepcell")

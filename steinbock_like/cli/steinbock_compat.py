@@ -69,10 +69,6 @@ ALIASES: tuple[Alias, ...] = (
     Alias("classify ilastik fix", "crop_dir", ("--crop",)),
     Alias("classify ilastik fix", "axes", ("--axisorder",)),
     Alias("segment cellprofiler run", "probabilities_dir", ("--probabs",)),
-    Alias("segment cellpose", "minmax", negations=("--no-minmax",)),
-    Alias("segment cellpose", "zscore", negations=("--no-zscore",)),
-    Alias("segment mesmer", "minmax", negations=("--no-minmax",)),
-    Alias("segment mesmer", "zscore", negations=("--no-zscore",)),
 )
 
 _MMAP = "memory mapping is a speed/memory hint; outputs are the same without it"
