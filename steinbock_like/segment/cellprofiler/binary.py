@@ -69,8 +69,12 @@ def locate_cellprofiler(python: str | os.PathLike | None = None):
         Candidate(script_interpreter(on_path) if on_path else None, f"PATH ({on_path})"),
         Candidate(Path(DEFAULT_CELLPROFILER_PYTHON), "container"),
     ]
-    explicit = python is not None or bool(os.environ.get(CELLPROFILER_PYTHON_ENV))
-    found, tried = first_found(candidates[:2] if explicit else candidates, Path.exists)
+    # an explicit choice is the only one tried: --python never falls back to the variable
+    if python is not None:
+        candidates = candidates[:1]
+    elif os.environ.get(CELLPROFILER_PYTHON_ENV):
+        candidates = candidates[1:2]
+    found, tried = first_found(candidates, Path.exists)
     if found is None:
         raise MissingToolError(
             f"CellProfiler not found (tried {describe_tried(tried)}): install it with "
