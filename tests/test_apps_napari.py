@@ -97,12 +97,17 @@ if RECORD:
 
 
 def _napari_missing() -> str | None:
-    for module in ("napari", "PySide6"):
-        if importlib.util.find_spec(module) is None:
-            return (
-                f"{module} not installed: pip install 'steinbock-like[apps]' (scripts/test.sh does)"
-            )
+    for module in ("napari", "PySide6.QtCore"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            return f"{module} not installed: pip install 'steinbock-like[apps]' (scripts/test.sh)"
     return None
+
+
+NAPARI_MISSING = _napari_missing()
 
 
 @pytest.fixture
@@ -136,14 +141,12 @@ def small_layout(tmp_path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(NAPARI_MISSING is not None, reason=str(NAPARI_MISSING))
 def test_apps_napari_opens_the_real_viewer_on_xvfb_and_exits(
     xvfb_display,  # noqa: F811
     small_layout,
     tmp_path,
 ):
-    missing = _napari_missing()
-    if missing:
-        pytest.skip(missing)
     display, cookie_file = xvfb_display
     hook_dir = tmp_path / "hook"
     hook_dir.mkdir()
