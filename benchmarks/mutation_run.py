@@ -254,6 +254,38 @@ MUTANTS = [
         ["tests/test_cellprofiler.py", "tests/test_cellprofiler_native_filters.py"],
         "CellProfiler native: maximum area twice too large",
     ),
+    (
+        "resume-tiff",
+        "steinbock_like/io/outputs.py",
+        "            read_tiff(path)\n",
+        "",
+        ["tests/test_cli_classify.py"],
+        "resume: TIFF outputs never checked readable (a cut-off probabilities TIFF is skipped)",
+    ),
+    (
+        "hed-invert",
+        "steinbock_like/segment/stain.py",
+        "    return np.clip(equalised, 0.0, 1.0)",
+        "    return np.clip(1.0 - equalised, 0.0, 1.0)",
+        ["tests/test_cellpose.py"],
+        "HED: haematoxylin channel not inverted (nuclei dark)",
+    ),
+    (
+        "hed-nuclear-slot",
+        "steinbock_like/tasks/cellpose.py",
+        "            return st.prepare_stain(crop, self.stain, mask=tissue_crop)[np.newaxis]",
+        "            return np.stack([np.zeros(crop.shape[:2], np.float32), st.prepare_stain(crop, self.stain, mask=tissue_crop)])",
+        ["tests/test_cellpose.py"],
+        "HED: haematoxylin given to Cellpose as the nuclear channel, nothing to segment",
+    ),
+    (
+        "napari-labels-as-images",
+        "steinbock_like/apps/napari_viewer.py",
+        "            viewer.add_labels(spec.data, name=spec.name, **spec.options)",
+        "            viewer.add_image(spec.data, name=spec.name)",
+        ["tests/test_apps_napari.py"],
+        "napari viewer: masks opened as image layers (needs napari: run with its Python)",
+    ),
 ]
 
 
@@ -283,7 +315,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mutation-") as folder:
         copy = Path(folder) / "repo"
         shutil.copytree(
-            ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "site")
+            ROOT,
+            copy,
+            ignore=shutil.ignore_patterns(".git", ".venv", ".venv-*", "__pycache__", "site"),
         )
         if args.baseline:
             tests = sorted({t.split("::")[0] for m in selected for t in m[4]})

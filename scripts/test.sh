@@ -3,7 +3,7 @@
 # Usage: scripts/test.sh [PYTEST ARGS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_venv.sh test,mesmer,cellpose,export,instanseg,docs
+bash scripts/setup_venv.sh test,mesmer,cellpose,export,instanseg,docs,apps
 venv="${STEINBOCK_LIKE_VENV:-.venv}"
 # Real external tools for the tests that compare with them: CellProfiler 4.2.8.1 headless in
 # its own Python 3.9 environment, and the X/VNC stack. On a developer's machine a part that

@@ -299,3 +299,29 @@ def test_prepare_resume_redoes_an_image_whose_h5_was_cut_off(tmp_path, capsys):
     metadata = json.loads((tmp_path / "ilastik_crops" / "run_metadata.json").read_text())
     assert metadata["summary"] == {"ok": 1, "skipped": len(images) - 1, "failed": 0}
     np.testing.assert_array_equal(read_ilastik_image(cut), expected)
+
+
+def test_run_resume_redoes_an_image_whose_probabilities_tiff_was_cut_off(tmp_path, capsys):
+    """``classify ilastik run --resume``: a probabilities TIFF cut off by a killed run is
+    not taken as done; it is computed again (the same values), the others are skipped."""
+    data = ("--data", tmp_path)
+    assert run(*data, "example", "imc", ".", "--images", "3", "--size", "64", "--seed", "3") == 0
+    prepare = ("classify", "ilastik", "prepare", "--cropsize", "40", "--scale", "1", "--seed", "0")
+    assert run(*data, *prepare) == 0
+    assert run(*data, "example", "ilastik-labels", "--fraction", "0.3") == 0
+    native = (*data, "classify", "ilastik", "run", "--backend", "native")
+    assert run(*native) == 0, capsys.readouterr().err
+    outputs = sorted((tmp_path / "ilastik_probabilities").glob("*.tiff"))
+    assert len(outputs) == 3
+    cut = outputs[1]
+    expected = read_probabilities(cut)
+    assert expected.shape == (64, 64, 3) and expected.any()
+    whole = cut.read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])  # a run killed while writing it
+    untouched = {p.name: p.stat().st_mtime_ns for p in outputs if p != cut}
+    capsys.readouterr()
+    assert run(*native, "--resume") == 0, capsys.readouterr().err
+    metadata = json.loads((tmp_path / "ilastik_probabilities" / "run_metadata.json").read_text())
+    assert metadata["summary"] == {"ok": 1, "skipped": 2, "failed": 0}
+    np.testing.assert_array_equal(read_probabilities(cut), expected)
+    assert {p.name: p.stat().st_mtime_ns for p in outputs if p != cut} == untouched
