@@ -250,6 +250,49 @@ def haematoxylin_training_set(
     return images, labels
 
 
+def train_cellpose_example_model(
+    save_dir: str | Path,
+    *,
+    images: int = 8,
+    size: int = 128,
+    epochs: int = 10,
+    diameter: float = 11.0,
+    seed: int = 11,
+) -> Path:
+    """A Cellpose model of the default architecture that finds the example IMC cells.
+
+    Trained briefly on :func:`steinbock_like.example.write_example_imc` images (their
+    Cellpose input as ``segment cellpose`` prepares it) and ground-truth masks, for tests.
+    The example's cells are about 11 px across: training at that ``diameter`` keeps
+    Cellpose from upsampling the images (it rescales to ``diam_mean``), so training and
+    evaluation stay fast. About 40 s on two busy CPU cores.
+    """
+    from steinbock_like import layout
+    from steinbock_like.example import write_example_imc
+    from steinbock_like.io.images import read_image
+    from steinbock_like.io.masks import read_mask
+    from steinbock_like.io.panel import read_panel
+    from steinbock_like.segment import cellpose as cp
+
+    root = Path(save_dir)
+    example = write_example_imc(root / "data", images=images, size=size, seed=seed)
+    panel = read_panel(root / "data" / layout.PANEL)
+    train_images, train_labels = [], []
+    for name in example.images:
+        image = read_image(root / "data" / layout.IMG / f"{name}.tiff")
+        train_images.append(cp.prepare_channels(image, panel))
+        truth = read_mask(root / "data" / layout.MASKS_TRUTH / f"{name}{layout.MASK_SUFFIX}")
+        train_labels.append(truth.astype(np.int32))
+    return train_cellpose_model(
+        train_images,
+        train_labels,
+        root / "model",
+        epochs=epochs,
+        diameter=diameter,
+        model_name="tiny",
+    )
+
+
 def train_cellpose_hed_model(
     save_dir: str | Path,
     *,

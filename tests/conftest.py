@@ -44,3 +44,13 @@ def mesmer_model() -> Path:
     from steinbock_like import models
 
     return models.get_mesmer_model(model_cache_dir())
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Path:
+    """A tiny Cellpose model trained on the example's cells (once per session; shared by
+    every Cellpose test module)."""
+    pytest.importorskip("cellpose")
+    from steinbock_like.testing import train_cellpose_example_model
+
+    return train_cellpose_example_model(tmp_path_factory.mktemp("cellpose_train"))

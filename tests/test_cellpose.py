@@ -23,15 +23,9 @@ from steinbock_like.errors import MissingToolError, SteinbockLikeError
 from steinbock_like.metrics import average_precision, object_f1
 from steinbock_like.segment import cellpose as cp
 from steinbock_like.segment import stain as st
-from steinbock_like.testing import train_cellpose_hed_model, train_cellpose_model
+from steinbock_like.testing import train_cellpose_hed_model
 
-TRAIN_IMAGES = 8
-TRAIN_SIZE = 128
-TRAIN_EPOCHS = 10
-# The example's cells are about 11 px across; training at that diameter keeps
-# Cellpose from upsampling the images (it rescales to diam_mean) and so keeps
-# training and evaluation fast.
-TRAIN_DIAMETER = 11.0
+# trained_model (conftest.py): a tiny Cellpose model trained on the example's cells
 
 
 def _panel(groups):
@@ -303,37 +297,6 @@ def test_overview_figure_shrinks_large_images():
 
 
 # --------------------------------------------------------------------------- real Cellpose
-
-
-@pytest.fixture(scope="session")
-def trained_model(tmp_path_factory) -> Path:
-    """A Cellpose model of the default architecture trained briefly on example images.
-
-    About 40 s on two busy CPU cores.
-    """
-    pytest.importorskip("cellpose")
-    from steinbock_like.example import write_example_imc
-    from steinbock_like.io.images import read_image
-    from steinbock_like.io.masks import read_mask
-    from steinbock_like.io.panel import read_panel
-
-    root = tmp_path_factory.mktemp("cellpose_train")
-    example = write_example_imc(root, images=TRAIN_IMAGES, size=TRAIN_SIZE, seed=11)
-    panel = read_panel(root / layout.PANEL)
-    images, labels = [], []
-    for name in example.images:
-        image = read_image(root / layout.IMG / f"{name}.tiff")
-        images.append(cp.prepare_channels(image, panel))
-        truth = read_mask(root / layout.MASKS_TRUTH / f"{name}{layout.MASK_SUFFIX}")
-        labels.append(truth.astype(np.int32))
-    return train_cellpose_model(
-        images,
-        labels,
-        root / "model",
-        epochs=TRAIN_EPOCHS,
-        diameter=TRAIN_DIAMETER,
-        model_name="tiny",
-    )
 
 
 @pytest.fixture(scope="session")

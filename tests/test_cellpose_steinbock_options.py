@@ -13,7 +13,6 @@ import pytest
 
 from steinbock_like.segment import cellpose as cp
 from tests.cli_helpers import run
-from tests.test_cellpose import trained_model  # noqa: F401, F811 (the fixture)
 
 
 @pytest.fixture
