@@ -11,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from steinbock_like.io.blocks import BAND_PIXELS, ChannelBands, band_rows
 from steinbock_like.io.images import image_shape, read_image
 from steinbock_like.io.masks import read_mask
-from steinbock_like.io.panel import panel_for_image
-from steinbock_like.io.tables import write_neighbors, write_object_table
+from steinbock_like.io.tables import write_neighbors, write_object_columns, write_object_table
 from steinbock_like.runner import Job
 
 COMPARTMENT_PREFIX = "compartment:"
@@ -43,13 +41,18 @@ def _read_indexed_mask(path, shape, ids=None, *, rows):
 
 @dataclass
 class IntensitiesTask:
-    """Inputs ``img``, ``mask`` (+ ``compartment:NAME``); output ``table``."""
+    """Inputs ``img``, ``mask`` (+ ``compartment:NAME``); output ``table``.
 
-    panel: pd.DataFrame
+    ``threads``: channels are reduced in this many threads (default: one per core;
+    the CLI passes its share, :func:`steinbock_like.runner.threads_per_worker`).
+    """
+
+    panel: object  # DataFrame (pandas imported only by whoever built it)
     aggr: str = "mean"
+    threads: int | None = None
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.measure.intensities import IntensityAccumulator, intensity_table
+        from steinbock_like.io.panel import panel_for_image
 
         img = job.inputs["img"]
         num_channels, height, width = image_shape(img)
@@ -64,31 +67,85 @@ class IntensitiesTask:
             indexes.append(
                 (f"_{name}", _read_indexed_mask(path, (height, width), ids, rows=band)[1])
             )
-        columns: list[dict[str, np.ndarray]] = [{} for _ in indexes]
+        if self.aggr in ("sum", "mean"):
+            values = self._sums(img, channels, [idx for _, idx in indexes], len(ids), band)
+        else:
+            values = self._accumulated(img, channels, [idx for _, idx in indexes], len(ids), band)
+        columns = {}
+        for m, (suffix, _) in enumerate(indexes):
+            for channel, name in zip(channels, names, strict=True):
+                columns[f"{name}{suffix}"] = values[channel][m]
+        write_object_columns(job.outputs["table"], ids, columns)
+        return {"objects": int(len(ids)), "channels": len(names)}
+
+    def _sums(self, img, channels, indexes, num_objects, band) -> dict:
+        """Per channel, per mask: the objects' sums or means (run sums, in threads)."""
+        import concurrent.futures
+
+        from steinbock_like.measure.intensities import RunSums
+        from steinbock_like.runner import threads_per_worker
+
+        runs = [RunSums(num_objects) for _ in indexes]
+
+        def reduce(group: list[int]) -> dict:
+            out = {}
+            with ChannelBands(img) as reader:
+                for channel in group:
+                    totals = [np.zeros(num_objects + 1) for _ in indexes]
+                    for start, values in reader.bands(channel, min_rows=band):
+                        stop = start + len(values)
+                        for total, run, idx in zip(totals, runs, indexes, strict=True):
+                            total += run.sums(start, idx[start:stop], values)
+                    out[channel] = totals
+            return out
+
+        threads = max(1, min(threads_per_worker(1, self.threads), len(channels)))
+        groups = [channels[i::threads] for i in range(threads)]
+        if threads == 1:
+            sums = reduce(channels)
+        else:
+            if len(indexes[0]) and channels:  # find the runs once, before the threads
+                with ChannelBands(img) as reader:
+                    for start, values in reader.bands(channels[0], min_rows=band):
+                        for run, idx in zip(runs, indexes, strict=True):
+                            run.runs(start, idx[start : start + len(values)])
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                sums = {}
+                for part in pool.map(reduce, groups):
+                    sums.update(part)
+        result = {}
+        for channel, totals in sums.items():
+            result[channel] = []
+            for total, run in zip(totals, runs, strict=True):
+                if self.aggr == "sum":
+                    result[channel].append(total[1:])
+                else:
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        result[channel].append(total[1:] / run.counts[1:])
+        return result
+
+    def _accumulated(self, img, channels, indexes, num_objects, band) -> dict:
+        """Per channel, per mask: min, max, median, std or var (per-pixel accumulators)."""
+        from steinbock_like.measure.intensities import IntensityAccumulator
+
+        height = len(indexes[0])
         whole = None
         if height <= band:  # one band: flatten the indices and count pixels once
-            whole = [(idx.astype(np.intp).ravel(), None) for _, idx in indexes]
-            whole = [(idx, np.bincount(idx, minlength=len(ids) + 1)) for idx, _ in whole]
+            whole = [idx.astype(np.intp).ravel() for idx in indexes]
+            whole = [(idx, np.bincount(idx, minlength=num_objects + 1)) for idx in whole]
+        result = {}
         with ChannelBands(img) as reader:
-            for channel, name in zip(channels, names, strict=True):
-                accumulators = [IntensityAccumulator(len(ids), self.aggr) for _ in indexes]
+            for channel in channels:
+                accumulators = [IntensityAccumulator(num_objects, self.aggr) for _ in indexes]
                 for start, values in reader.bands(channel, min_rows=band):
                     stop = start + len(values)
-                    for i, (accumulator, (_, idx)) in enumerate(
-                        zip(accumulators, indexes, strict=True)
-                    ):
+                    for i, (accumulator, idx) in enumerate(zip(accumulators, indexes, strict=True)):
                         if whole is not None:
                             accumulator.add(whole[i][0], values, counts=whole[i][1])
                         else:
                             accumulator.add(idx[start:stop], values)
-                for column, accumulator in zip(columns, accumulators, strict=True):
-                    column[name] = accumulator.result()
-        tables = [
-            intensity_table(ids, column, suffix=suffix)
-            for column, (suffix, _) in zip(columns, indexes, strict=True)
-        ]
-        write_object_table(job.outputs["table"], pd.concat(tables, axis=1))
-        return {"objects": int(len(ids)), "channels": len(names)}
+                result[channel] = [accumulator.result() for accumulator in accumulators]
+        return result
 
 
 @dataclass
@@ -98,6 +155,8 @@ class RegionpropsTask:
     properties: tuple[str, ...] = ()
 
     def __call__(self, job: Job) -> dict:
+        import pandas as pd
+
         from steinbock_like.measure.intensities import compact_labels, object_ids
         from steinbock_like.measure.regionprops import (
             DEFAULT_PROPERTIES,
