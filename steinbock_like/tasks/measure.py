@@ -47,19 +47,22 @@ class IntensitiesTask:
     the CLI passes its share, :func:`steinbock_like.runner.threads_per_worker`).
     """
 
-    panel: object  # DataFrame (pandas imported only by whoever built it)
+    panel: object  # PanelRows, or a panel DataFrame
     aggr: str = "mean"
     threads: int | None = None
 
-    def __call__(self, job: Job) -> dict:
-        from steinbock_like.io.panel import panel_for_image
+    def __post_init__(self) -> None:
+        from steinbock_like.io.panel_rows import PanelRows
 
+        if not isinstance(self.panel, PanelRows):
+            self.panel = PanelRows.from_table(self.panel)
+
+    def __call__(self, job: Job) -> dict:
         img = job.inputs["img"]
         num_channels, height, width = image_shape(img)
-        rows = panel_for_image(self.panel, num_channels, img)
-        keep = rows["keep"].to_numpy(dtype=bool)
-        channels = np.flatnonzero(keep).tolist()
-        names = rows.loc[keep, "name"].tolist()
+        rows = self.panel.for_image(num_channels, img)
+        channels = [i for i, k in enumerate(rows.keep) if k]
+        names = [rows.name[i] for i in channels]
         band = band_rows(width)
         ids, index = _read_indexed_mask(job.inputs["mask"], (height, width), rows=band)
         indexes = [("", index)]
