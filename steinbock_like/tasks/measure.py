@@ -16,7 +16,7 @@ from steinbock_like.io.blocks import BAND_PIXELS, ChannelBands, band_rows
 from steinbock_like.io.images import image_shape, read_image
 from steinbock_like.io.masks import read_mask
 from steinbock_like.io.tables import write_neighbors, write_object_columns, write_object_table
-from steinbock_like.runner import Job
+from steinbock_like.runner import Job, threads_per_worker
 
 COMPARTMENT_PREFIX = "compartment:"
 
@@ -78,20 +78,30 @@ class IntensitiesTask:
         for m, (suffix, _) in enumerate(indexes):
             for channel, name in zip(channels, names, strict=True):
                 columns[f"{name}{suffix}"] = values[channel][m]
-        write_object_columns(job.outputs["table"], ids, columns)
+        threads = threads_per_worker(1, self.threads)
+        write_object_columns(job.outputs["table"], ids, columns, threads=threads)
         return {"objects": int(len(ids)), "channels": len(names)}
 
     def _sums(self, img, channels, indexes, num_objects, band) -> dict:
         """Per channel, per mask: the objects' sums or means (run sums, in threads)."""
         import concurrent.futures
 
+        from steinbock_like.io.mapped import map_channels
         from steinbock_like.measure.intensities import RunSums
-        from steinbock_like.runner import threads_per_worker
 
         runs = [RunSums(num_objects) for _ in indexes]
+        mapped = map_channels(img)
 
         def reduce(group: list[int]) -> dict:
             out = {}
+            if mapped is not None:  # channels used in place (memory maps)
+                for channel in group:
+                    values = mapped.channel(channel)
+                    out[channel] = [
+                        run.sums(0, idx, values) for run, idx in zip(runs, indexes, strict=True)
+                    ]
+                    del values
+                return out
             with ChannelBands(img) as reader:
                 for channel in group:
                     totals = [np.zeros(num_objects + 1) for _ in indexes]
@@ -103,15 +113,19 @@ class IntensitiesTask:
             return out
 
         threads = max(1, min(threads_per_worker(1, self.threads), len(channels)))
-        groups = [channels[i::threads] for i in range(threads)]
         if threads == 1:
             sums = reduce(channels)
         else:
-            if len(indexes[0]) and channels:  # find the runs once, before the threads
+            # find the runs once, before the threads: bands as the reader makes them
+            if mapped is not None:
+                for run, idx in zip(runs, indexes, strict=True):
+                    run.runs(0, idx)
+            elif channels:
                 with ChannelBands(img) as reader:
                     for start, values in reader.bands(channels[0], min_rows=band):
                         for run, idx in zip(runs, indexes, strict=True):
                             run.runs(start, idx[start : start + len(values)])
+            groups = [channels[i::threads] for i in range(threads)]
             with concurrent.futures.ThreadPoolExecutor(threads) as pool:
                 sums = {}
                 for part in pool.map(reduce, groups):
