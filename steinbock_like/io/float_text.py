@@ -167,10 +167,16 @@ def float64_digits(values: np.ndarray):
         fallback = ~((ax >= 1e-5) & (ax < 1e16)) & (ax != 0)  # NaN compares False
         regular = ~fallback & (ax != 0)
         whole = regular & (ax == np.rint(ax))
+    count = np.ones(n, dtype=np.int64)
     ints = np.flatnonzero(whole)
-    if len(ints):  # integers below 1e16 are exact int64
-        digits[ints] = ax[ints].astype(np.int64)
-        exponent[ints] = np.searchsorted(_POW10_I, digits[ints], side="right") - 1
+    if len(ints):  # integers below 1e16 are exact int64; their digits lose trailing zeros
+        value = ax[ints].astype(np.int64)
+        exponent[ints] = np.searchsorted(_POW10_I, value, side="right") - 1
+        for step in (8, 4, 2, 1):
+            divisible = value % _POW10_I[step] == 0
+            value[divisible] //= _POW10_I[step]
+        digits[ints] = value
+        count[ints] = np.searchsorted(_POW10_I, value, side="right")
     frac = np.flatnonzero(regular & ~whole)
     if len(frac):
         a = ax[frac]
@@ -202,14 +208,12 @@ def float64_digits(values: np.ndarray):
             d17, rest17, tie17 = d17[good], rest17[good], tie17[good]
         d, k, unsure = _shortest(a, e, d17, rest17, tie17)
         fallback[frac[unsure]] = True
-        carry = d >= _POW10_I[k]
+        carry = d >= _POW10_I[k]  # rounded up to the next power of ten: "1"
+        d[carry] = 1
+        k[carry] = 1
         digits[frac] = d
+        count[frac] = k
         exponent[frac] = e + carry
-    nonzero = digits != 0
-    for step in (8, 4, 2, 1):  # strip trailing zeros (integers, carries)
-        divisible = nonzero & (digits % _POW10_I[step] == 0)
-        digits[divisible] //= _POW10_I[step]
-    count = np.maximum(np.searchsorted(_POW10_I, digits, side="right"), 1)
     fallback |= (exponent < -4) | (exponent > 15)
     return digits, count, exponent, fallback
 
@@ -252,8 +256,44 @@ def integer_chars(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _digit_columns(v, width), keep
 
 
-# digits of a value are placed in a row of _LEAD pad characters, 17 digits, _TRAIL pad
-_LEAD, _TRAIL = 20, 22
+# A value's digits are laid out in a row of _ROW characters, first digit at column
+# _LEAD (the other 16 at _LEAD + 1 .. _LEAD + 16, four-aligned for uint32 writes),
+# zeros around them: decimal place p of a value with exponent e is at _LEAD + e - p.
+_LEAD, _ROW = 19, 60
+# "0000".."9999" as uint32 words whose bytes are the ASCII digits in order
+_TABLE4 = np.frombuffer("".join(f"{i:04d}" for i in range(10000)).encode(), dtype=np.uint32)
+
+
+_POW10_U = 10 ** np.arange(20, dtype=np.uint64)
+
+
+def _fixed_columns(values: np.ndarray) -> np.ndarray:
+    """(n, 20) ASCII digits of uint64 ``values``, right-aligned, zero-padded."""
+    out = np.empty((len(values), 20), dtype=np.uint8)
+    words = out.view(np.uint32)
+    rest = values
+    for i in range(5):
+        quotient = rest // 10000
+        words[:, 4 - i] = _TABLE4[(rest - quotient * 10000).astype(np.intp)]
+        rest = quotient
+    return out
+
+
+def _digit_rows(digits: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """(n, _ROW) rows of ``digits`` (``count`` digits each, < 10**17) laid out as above."""
+    n = len(digits)
+    row = np.full((n, _ROW), _ZERO, dtype=np.uint8)
+    aligned = digits * _POW10_I[17 - count]  # 17 digits, left-aligned
+    first = aligned // 10**16
+    rest = aligned - first * 10**16
+    row[:, _LEAD] += first.astype(np.uint8)
+    words = row.view(np.uint32)
+    column = (_LEAD + 1) // 4
+    for i, power in enumerate((10**12, 10**8, 10**4, 1)):
+        group = rest // power
+        rest -= group * power
+        words[:, column + i] = _TABLE4[group]
+    return row
 
 
 def float64_chars(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -262,33 +302,40 @@ def float64_chars(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(values, dtype=np.float64).ravel()
     n = len(x)
     digits, count, exponent, fallback = float64_digits(x)
-    regular = ~fallback
-    e, k = exponent[regular], count[regular]
-    top = int(np.maximum(e, 0).max(initial=0))
-    bottom = int(np.minimum(e - k + 1, -1).min(initial=-1))
-    # each row: pad, its digits left-aligned, pad; a place p is at _LEAD + exponent - p
-    row = np.full((n, _LEAD + 17 + _TRAIL), _ZERO, dtype=np.uint8)
-    row[:, _LEAD : _LEAD + 17] = _digit_columns(digits * _POW10_I[17 - np.minimum(count, 17)], 17)
-    windows = np.lib.stride_tricks.sliding_window_view(row, top + 1, axis=1)
-    first = np.clip(_LEAD + exponent - top, 0, windows.shape[1] - 1)
-    whole = windows[np.arange(n), first]
-    windows = np.lib.stride_tricks.sliding_window_view(row, -bottom, axis=1)
-    first = np.clip(_LEAD + exponent + 1, 0, windows.shape[1] - 1)
-    fraction = windows[np.arange(n), first]
-    places = np.arange(top, bottom - 1, -1)
-    left = np.maximum(exponent, 0)[:, None]
-    right = np.minimum(exponent - count + 1, -1)[:, None]
-    width = 1 + len(places) + 1
+    digits[fallback] = 0
+    count[fallback] = 1
+    exponent[fallback] = 0
+    top = int(exponent.max(initial=0)) if n else 0
+    top = max(top, 0)
+    bottom = int(np.minimum(exponent - count + 1, -1).min(initial=-1))
+    width = 1 + (top + 1) + 1 + (-bottom)
+    point = top + 2  # the column of the decimal point
     chars = np.empty((n, width), dtype=np.uint8)
-    keep = np.empty((n, width), dtype=bool)
     chars[:, 0] = _MINUS
-    keep[:, 0] = np.signbit(x)
-    chars[:, 1 : top + 2] = whole
-    keep[:, 1 : top + 2] = places[None, : top + 1] <= left
-    chars[:, top + 2] = _POINT
-    keep[:, top + 2] = True
-    chars[:, top + 3 :] = fraction
-    keep[:, top + 3 :] = places[None, top + 1 :] >= right
+    chars[:, point] = _POINT
+    span = top - bottom + 1  # decimal places top..bottom
+    if span <= 19:  # as fixed-point integers (units of 10**bottom): plain columns
+        shift = exponent - count + 1 - bottom
+        fixed = digits.astype(np.uint64) * _POW10_U[shift]
+        columns = _fixed_columns(fixed)[:, 20 - span :]
+        chars[:, 1:point] = columns[:, : top + 1]
+        chars[:, point + 1 :] = columns[:, top + 1 :]
+    else:  # places top..0 and -1..bottom: one slice of the rows for each exponent
+        row = _digit_rows(digits, count)
+        groups = np.flatnonzero(np.bincount(exponent + 4, minlength=20)) - 4
+        for e in groups.tolist():
+            rows = exponent == e
+            whole = slice(_LEAD + e - top, _LEAD + e + 1)
+            chars[rows, 1:point] = row[rows, whole]
+            chars[rows, point + 1 :] = row[rows, _LEAD + e + 1 : _LEAD + e + 1 - bottom]
+    places = np.arange(top, bottom - 1, -1, dtype=np.int8)
+    keep = np.empty((n, width), dtype=bool)
+    keep[:, 0] = np.signbit(x) & ~fallback
+    left = np.maximum(exponent, 0).astype(np.int8)[:, None]
+    keep[:, 1:point] = places[None, : top + 1] <= left
+    keep[:, point] = True
+    right = np.minimum(exponent - count + 1, -1).astype(np.int8)[:, None]
+    keep[:, point + 1 :] = places[None, top + 1 :] >= right
     rows = np.flatnonzero(fallback)
     if len(rows):
         text, text_keep = _text_chars(["" if v != v else repr(v) for v in x[rows].tolist()])

@@ -104,8 +104,10 @@ def write_object_columns(
         if threads > 1 and len(starts) > 1:
             import concurrent.futures
 
+            step = 8 * threads  # a bounded number of formatted blocks waits to be written
             with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-                handle.writelines(pool.map(text, starts))
+                for first in range(0, len(starts), step):
+                    handle.writelines(pool.map(text, starts[first : first + step]))
         else:
             handle.writelines(map(text, starts))
 

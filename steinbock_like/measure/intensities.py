@@ -260,6 +260,11 @@ class RunSums:
                     self.counts += np.bincount(labels, weights=lengths, minlength=self.size).astype(
                         np.int64
                     )
+                    # kept for every band of a whole-slide image: the smallest types
+                    if index.size < 2**31:
+                        starts = starts.astype(np.int32)
+                    if self.size <= 2**32:
+                        labels = labels.astype(np.uint32)
                     runs = self._runs[key] = (starts, labels)
         return runs
 
@@ -272,8 +277,9 @@ class RunSums:
         starts, labels = self.runs(start, index)
         if not len(starts):
             return np.zeros(self.size)
-        flat = np.ascontiguousarray(values).ravel()
-        per_run = np.add.reduceat(flat, starts, dtype=np.float64)
+        # float64 first: reduceat is slower when it casts as it goes
+        flat = np.ascontiguousarray(values).ravel().astype(np.float64)
+        per_run = np.add.reduceat(flat, starts)
         return np.bincount(labels, weights=per_run, minlength=self.size)
 
 

@@ -70,12 +70,15 @@ class IntensitiesTask:
             indexes.append(
                 (f"_{name}", _read_indexed_mask(path, (height, width), ids, rows=band)[1])
             )
+        suffixes = [suffix for suffix, _ in indexes]
+        indexes = [idx for _, idx in indexes]
         if self.aggr in ("sum", "mean"):
-            values = self._sums(img, channels, [idx for _, idx in indexes], len(ids), band)
+            values = self._sums(img, channels, indexes, len(ids), band)
         else:
-            values = self._accumulated(img, channels, [idx for _, idx in indexes], len(ids), band)
+            values = self._accumulated(img, channels, indexes, len(ids), band)
+        del index, indexes  # the masks: no longer needed while the table is written
         columns = {}
-        for m, (suffix, _) in enumerate(indexes):
+        for m, suffix in enumerate(suffixes):
             for channel, name in zip(channels, names, strict=True):
                 columns[f"{name}{suffix}"] = values[channel][m]
         threads = threads_per_worker(1, self.threads)
@@ -131,7 +134,8 @@ class IntensitiesTask:
                 for part in pool.map(reduce, groups):
                     sums.update(part)
         result = {}
-        for channel, totals in sums.items():
+        for channel in list(sums):
+            totals = sums.pop(channel)
             result[channel] = []
             for total, run in zip(totals, runs, strict=True):
                 if self.aggr == "sum":
