@@ -155,3 +155,19 @@ def test_threads_give_the_same_table(tmp_path):
     assert table.index.tolist() == ids.tolist()
     # float32 values of very different scales: sums in another order differ in the last bit
     np.testing.assert_allclose(table["n4"].to_numpy(), expected, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("aggr", ["mean", "max"])
+def test_nan_in_the_background_is_reported_naming_the_image(tmp_path, capsys, aggr):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "masks").mkdir()
+    mask = np.zeros((20, 30), np.uint16)
+    mask[2:8, 3:9] = 4
+    image = np.ones((2, 20, 30), np.float32)
+    image[1, 15, 25] = np.nan  # outside every object
+    tifffile.imwrite(tmp_path / "img" / "a.tiff", image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "masks" / "a.tiff", mask)
+    _panel(tmp_path, "channel,name\nc0,n0\nc1,n1\n")
+    assert run("--data", tmp_path, "measure", "intensities", "--aggr", aggr) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and "img/a.tiff" in line and "1 NaN" in line

@@ -34,11 +34,18 @@ class MappedChannels:
         self.dtype = dtype
         self.offsets = offsets
 
-    def channel(self, index: int) -> np.ndarray:
+    def channel(self, index: int, *, check: bool = True) -> np.ndarray:
+        """Channel ``index``; ``check=False`` leaves the NaN/infinity check to the
+        caller (who then calls :meth:`check` where its results show one)."""
         _, height, width = self.shape
         values = np.memmap(
             self.path, dtype=self.dtype, mode="r", offset=self.offsets[index], shape=(height, width)
         )
+        return self.check(values) if check else values
+
+    def check(self, values: np.ndarray) -> np.ndarray:
+        """Raise :class:`~steinbock_like.errors.InputError` naming the file if
+        ``values`` hold NaN or infinities."""
         return check_finite(values, self.path)
 
 

@@ -70,7 +70,14 @@ def compact_labels(
     mask = np.asarray(mask)
     if ids is None:
         ids = object_ids(mask)
-    lookup = np.zeros(max(int(mask.max(initial=0)), int(ids.max(initial=0))) + 1, mask.dtype)
+    top = int(mask.max(initial=0))
+    if len(ids) == 0 or (int(ids[-1]) == len(ids) and top <= len(ids)):  # already 1..N
+        if out is None:
+            return ids, mask.copy()
+        if out is not mask:
+            out[...] = mask
+        return ids, out
+    lookup = np.zeros(max(top, int(ids.max(initial=0))) + 1, mask.dtype)
     lookup[ids] = np.arange(1, len(ids) + 1, dtype=mask.dtype)
     if out is None:
         out = np.empty_like(mask)

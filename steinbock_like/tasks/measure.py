@@ -99,10 +99,15 @@ class IntensitiesTask:
             out = {}
             if mapped is not None:  # channels used in place (memory maps)
                 for channel in group:
-                    values = mapped.channel(channel)
+                    values = mapped.channel(channel, check=False)
                     out[channel] = [
                         run.sums(0, idx, values) for run, idx in zip(runs, indexes, strict=True)
                     ]
+                    # every pixel is in a run (background included): a NaN or an
+                    # infinity anywhere shows in the sums (finite float32 values
+                    # cannot overflow a float64 sum)
+                    if not np.isfinite(out[channel][0]).all():
+                        mapped.check(values)
                     del values
                 return out
             with ChannelBands(img) as reader:
