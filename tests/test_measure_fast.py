@@ -171,3 +171,26 @@ def test_nan_in_the_background_is_reported_naming_the_image(tmp_path, capsys, ag
     assert run("--data", tmp_path, "measure", "intensities", "--aggr", aggr) == 1
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("Error: ") and "img/a.tiff" in line and "1 NaN" in line
+
+
+def test_banded_reading_in_threads_equals_scipy(tmp_path, monkeypatch):
+    """A compressed image (not memory-mapped) read in many bands, by two threads."""
+    from scipy import ndimage
+
+    import steinbock_like.tasks.measure as tasks
+    from steinbock_like.runner import Job
+
+    rng = np.random.default_rng(4)
+    mask = np.kron(rng.integers(0, 90, (30, 4)), np.ones((7, 9), int)).astype(np.uint32)
+    image = (rng.random((3, *mask.shape)) * 100 + 1).astype(np.float32)
+    tifffile.imwrite(tmp_path / "a.tiff", image, rowsperstrip=8, compression="zlib")
+    tifffile.imwrite(tmp_path / "m.tiff", mask)
+    monkeypatch.setattr(tasks, "BAND_PIXELS", 4 * 16 * mask.shape[1])  # bands of 16 rows
+    panel = PanelRows(("c0", "c1", "c2"), ("a", "b", "c"), (True, False, True))
+    job = Job("a", {"img": tmp_path / "a.tiff", "mask": tmp_path / "m.tiff"}, {})
+    job.outputs["table"] = tmp_path / "out.csv"
+    ids = np.unique(mask[mask > 0])
+    assert tasks.IntensitiesTask(panel, threads=2)(job) == {"objects": len(ids), "channels": 2}
+    table = pd.read_csv(tmp_path / "out.csv", index_col="Object")
+    assert table.index.tolist() == ids.tolist() and list(table.columns) == ["a", "c"]
+    np.testing.assert_allclose(table["c"], ndimage.mean(image[2], mask, ids), rtol=1e-14)

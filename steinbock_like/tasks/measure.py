@@ -63,7 +63,8 @@ class IntensitiesTask:
         rows = self.panel.for_image(num_channels, img)
         channels = [i for i, k in enumerate(rows.keep) if k]
         names = [rows.name[i] for i in channels]
-        band = band_rows(width)
+        # bands of about 4 Mi pixels: each thread holds one, and its float64 copy
+        band = band_rows(width, BAND_PIXELS // 4)
         ids, index = _read_indexed_mask(job.inputs["mask"], (height, width), rows=band)
         indexes = [("", index)]
         for name, path in _compartments(job):
