@@ -2,9 +2,12 @@
 
 Default: N synthetic images (8 x 40 float32 channels x 1000 x 1000 px, ~4,000 cells each,
 Voronoi cells grown from random seeds up to 9 px, with gaps), steinbock's own CLI (its
-own venv, /tmp/steinbock-venv) and ours alternated, median wall time of 3 runs, peak
-memory (max RSS of the process tree, from ``getrusage`` in a fresh wrapper process), and
-whether the tables agree (same objects, columns, pairs; worst relative difference).
+own venv, /tmp/steinbock-venv) and ours alternated, median wall time of 3 runs, median
+CPU time (user + system of the process tree: on a machine shared with other work the
+figure the load changes least), peak memory (max RSS of the process tree, from
+``getrusage`` in a fresh wrapper process), and whether the tables agree (same objects,
+columns, pairs; worst relative difference). Ours runs with ``--workers N`` (default 1:
+one process, whose intensities use a thread per core).
 
 ``--big``: one 20,000 x 20,000 image with 40 uint16 channels (uncompressed strips,
 written band by band) and ~1.5 million cells (uint32 mask); only our intensities and
