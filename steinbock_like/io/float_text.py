@@ -8,17 +8,20 @@ the time of writing a table; :func:`csv_lines` finds the same digits with numpy
 for whole columns at once.
 
 Method: for a float64 ``x`` with decimal exponent ``e`` (``10**e <= |x| <
-10**(e+1)``) and ``k`` significant digits, ``D = round(|x| * 10**j)``, ``j = k - 1 -
-e``, is the nearest ``k``-digit decimal; the product is computed exactly as a
-double-double (Dekker's two-product; the powers of ten used are exact doubles).
-``D`` reads back as ``x`` iff its distance to ``|x| * 10**j`` is below half the gap
-from ``x`` to its float64 neighbour on that side, times ``10**j`` (exact). The
-shortest such ``k`` is what ``repr`` prints (a longer correctly rounded decimal is
-never farther from ``x``, so the test is monotone in ``k`` and bisection finds it).
-Each decision is taken with a margin far above the rounding error of the double
-arithmetic; values whose decision falls inside the margin (exact ties), values
-written in scientific notation, NaN and infinities are formatted by ``repr``
-itself, so the text is always ``repr``'s.
+10**(e+1)``), ``|x| * 10**(16 - e)`` is computed exactly as a double-double
+(Dekker's two-product; the powers of ten used are exact doubles) and rounded to
+the 17-digit integer ``D17``, with the remainder. The nearest ``k``-digit decimal
+is ``D17`` rounded to a multiple of ``10**(17 - k)`` (exact integer arithmetic on
+``D17`` and its remainder); it reads back as ``x`` iff its distance to ``|x| *
+10**(16 - e)`` is below half the gap from ``x`` to its float64 neighbour on that
+side, times ``10**(16 - e)`` (exact: a power of two times a power of five). The
+shortest ``k`` that reads back is what ``repr`` prints (a longer correctly rounded
+decimal is never farther from ``x``, so ``k`` is found by shortening while it
+fits). Each decision is taken with a margin far above the rounding error of the
+double arithmetic; values whose decision falls inside the margin (exact ties),
+values written in scientific notation, NaN and infinities are formatted by
+``repr`` itself, so the text is always ``repr``'s. The digits are then laid out as
+fixed-point text with a table of 4-digit strings.
 """
 
 from __future__ import annotations
@@ -53,10 +56,6 @@ class _Scaled:
         p = a * power
         err = ((a_hi * p_hi - p) + a_hi * p_lo + a_lo * p_hi) + a_lo * p_lo
         return p, err
-
-    def rounded(self, j: np.ndarray, rows=slice(None)):
-        """:func:`_round` of ``a[rows] * 10**j``."""
-        return _round(*self.product(j, rows))
 
 
 def _round(p: np.ndarray, err: np.ndarray):
@@ -218,23 +217,6 @@ def float64_digits(values: np.ndarray):
     return digits, count, exponent, fallback
 
 
-def _digit_columns(values: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) ASCII digits of non-negative int64 ``values`` < 10**18, right-aligned
-    (the last column holds the units)."""
-    out = np.empty((len(values), width), dtype=np.uint8)
-    parts = [
-        (values % 1_000_000_000).astype(np.uint32),
-        (values // 1_000_000_000).astype(np.uint32),
-    ]
-    for r in range(width):
-        part = parts[r // 9]
-        rest = part // 10
-        np.subtract(part, rest * 10, out=out[:, width - 1 - r], casting="unsafe")
-        parts[r // 9] = rest
-    out += _ZERO
-    return out
-
-
 def _text_chars(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Texts (without NUL characters) as a character matrix and the mask of its characters."""
     encoded = np.array([str(s).encode("utf-8") for s in strings], dtype=bytes)
@@ -253,7 +235,7 @@ def integer_chars(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = np.maximum(np.searchsorted(_POW10_I, v, side="right"), 1)
     width = int(count.max(initial=1))
     keep = np.arange(width)[None, :] >= (width - count)[:, None]
-    return _digit_columns(v, width), keep
+    return _fixed_columns(v.astype(np.uint64))[:, 20 - width :], keep
 
 
 # A value's digits are laid out in a row of _ROW characters, first digit at column
