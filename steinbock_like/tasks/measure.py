@@ -19,6 +19,8 @@ from steinbock_like.io.tables import write_neighbors, write_object_columns, writ
 from steinbock_like.runner import Job, threads_per_worker
 
 COMPARTMENT_PREFIX = "compartment:"
+#: Threads of one intensities job at most (memory: a band each; the GIL limits gains)
+MAX_THREADS = 8
 
 
 def _compartments(job: Job) -> list[tuple[str, object]]:
@@ -82,7 +84,7 @@ class IntensitiesTask:
         for m, suffix in enumerate(suffixes):
             for channel, name in zip(channels, names, strict=True):
                 columns[f"{name}{suffix}"] = values[channel][m]
-        threads = threads_per_worker(1, self.threads)
+        threads = min(threads_per_worker(1, self.threads), MAX_THREADS)
         write_object_columns(job.outputs["table"], ids, columns, threads=threads)
         return {"objects": int(len(ids)), "channels": len(names)}
 
@@ -121,7 +123,8 @@ class IntensitiesTask:
                     out[channel] = totals
             return out
 
-        threads = max(1, min(threads_per_worker(1, self.threads), len(channels)))
+        # at most MAX_THREADS: each holds a band and its float64 copy (~48 MiB)
+        threads = max(1, min(threads_per_worker(1, self.threads), len(channels), MAX_THREADS))
         if threads == 1:
             sums = reduce(channels)
         else:
