@@ -243,6 +243,8 @@ def big(args) -> dict:
                 "neighbors",
             ),
         ):
+            if args.steps and step.split("_")[0] not in args.steps:
+                continue
             wall, rss, _ = timed([ours, "-q", "measure", *argv], root, out)
             with open(root / out / "big.csv") as table:
                 rows = sum(1 for _ in table) - 1

@@ -79,6 +79,9 @@ def test_run_sums_equal_per_pixel_sums_bit_for_bit():
     )
     assert np.array_equal(banded, expected)
     assert np.array_equal(runs.counts, np.bincount(index.ravel(), minlength=len(ids) + 1))
+    lean = RunSums(len(ids), keep_labels=False)  # run starts only (whole-slide images)
+    for _ in range(2):
+        assert np.array_equal(lean.sums(0, index, values), expected)
 
 
 def _panel(tmp_path, text, name="panel.csv"):

@@ -242,6 +242,10 @@ class RunSums:
     ----------
     num_objects : int
         N, the number of objects (compact indices 1..N).
+    keep_labels : bool
+        Keep each run's label too (faster); otherwise only the run starts are kept
+        (4 bytes a run: for whole-slide images) and the labels are looked up in the
+        index for each channel.
 
     Attributes
     ----------
@@ -249,10 +253,11 @@ class RunSums:
         Pixels per object (index 0: background) over the bands seen so far.
     """
 
-    def __init__(self, num_objects: int) -> None:
+    def __init__(self, num_objects: int, *, keep_labels: bool = True) -> None:
         self.size = num_objects + 1
         self.counts = np.zeros(self.size, dtype=np.int64)
-        self._runs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.keep_labels = keep_labels
+        self._runs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
         self._lock = threading.Lock()
 
     def runs(self, start: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,16 +269,20 @@ class RunSums:
                 runs = self._runs.get(key)
                 if runs is None:
                     starts, labels, lengths = label_runs(index)
-                    self.counts += np.bincount(labels, weights=lengths, minlength=self.size).astype(
-                        np.int64
-                    )
+                    counts = np.bincount(labels, weights=lengths, minlength=self.size)
+                    self.counts += counts.astype(np.int64)
                     # kept for every band of a whole-slide image: the smallest types
                     if index.size < 2**31:
                         starts = starts.astype(np.int32)
-                    if self.size <= 2**32:
+                    if not self.keep_labels:
+                        labels = None
+                    elif self.size <= 2**32:
                         labels = labels.astype(np.uint32)
                     runs = self._runs[key] = (starts, labels)
-        return runs
+        starts, labels = runs
+        if labels is None:
+            labels = np.ascontiguousarray(index).ravel()[starts]
+        return starts, labels
 
     def sums(self, start: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Per-object sums (index 0: background) of a band of one channel.

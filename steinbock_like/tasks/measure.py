@@ -95,8 +95,12 @@ class IntensitiesTask:
         from steinbock_like.io.mapped import map_channels
         from steinbock_like.measure.intensities import RunSums
 
-        runs = [RunSums(num_objects) for _ in indexes]
         mapped = map_channels(img)
+        # a whole-slide image (not mapped, over 16 Mi pixels): memory first, as the
+        # disk sets the pace: one reader, and only the run starts kept
+        pixels = indexes[0].size
+        large = mapped is None and pixels > 4 * BAND_PIXELS
+        runs = [RunSums(num_objects, keep_labels=not large) for _ in indexes]
 
         def reduce(group: list[int]) -> dict:
             out = {}
@@ -125,6 +129,8 @@ class IntensitiesTask:
 
         # at most MAX_THREADS: each holds a band and its float64 copy (~48 MiB)
         threads = max(1, min(threads_per_worker(1, self.threads), len(channels), MAX_THREADS))
+        if large:
+            threads = 1
         if threads == 1:
             sums = reduce(channels)
         else:
