@@ -2,9 +2,12 @@
 
 Default: N synthetic images (8 x 40 float32 channels x 1000 x 1000 px, ~4,000 cells each,
 Voronoi cells grown from random seeds up to 9 px, with gaps), steinbock's own CLI (its
-own venv, /tmp/steinbock-venv) and ours alternated, median wall time of 3 runs, peak
-memory (max RSS of the process tree, from ``getrusage`` in a fresh wrapper process), and
-whether the tables agree (same objects, columns, pairs; worst relative difference).
+own venv, /tmp/steinbock-venv) and ours alternated, median wall time of 3 runs, median
+CPU time (user + system of the process tree: on a machine shared with other work the
+figure the load changes least), peak memory (max RSS of the process tree, from
+``getrusage`` in a fresh wrapper process), and whether the tables agree (same objects,
+columns, pairs; worst relative difference). Ours runs with ``--workers N`` (default 1:
+one process, whose intensities use a thread per core).
 
 ``--big``: one 20,000 x 20,000 image with 40 uint16 channels (uncompressed strips,
 written band by band) and ~1.5 million cells (uint32 mask); only our intensities and
@@ -37,7 +40,8 @@ import resource, subprocess, sys, time
 start = time.perf_counter()
 subprocess.run(sys.argv[1:], check=True, capture_output=True)
 wall = time.perf_counter() - start
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
@@ -86,8 +90,10 @@ def make_data(directory: Path, images: int, size: int, channels: int, cells: int
     (directory / "panel.csv").write_text("\n".join(rows) + "\n")
 
 
-def timed(args, cwd: Path, clean: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of the largest process of a command's tree."""
+def timed(args, cwd: Path, clean: str) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) of the largest process of a command's tree, and
+    the CPU seconds (user + system) of the whole tree: on a machine shared with
+    other work, CPU time is the figure that the load changes least."""
     shutil.rmtree(cwd / clean, ignore_errors=True)
     os.sync()
     output = subprocess.run(
@@ -97,7 +103,7 @@ def timed(args, cwd: Path, clean: str) -> tuple[float, float]:
         capture_output=True,
         text=True,
     ).stdout.split()
-    return float(output[0]), int(output[1]) / 1024
+    return float(output[0]), int(output[1]) / 1024, float(output[2])
 
 
 def compare(ours: Path, theirs: Path, neighbors: bool) -> dict:
@@ -141,7 +147,7 @@ def small(args) -> dict:
             "neighbors",
         ),
     }
-    report = {}
+    report = {"load_average_before": os.getloadavg()}
     for step, (argv, out) in steps.items():
         if args.steps and step.split("_")[0] not in args.steps:
             continue
@@ -155,13 +161,15 @@ def small(args) -> dict:
                     runs[name].append(timed(commands[name], dirs[name], out))
         entry = {
             name: {
-                "wall_s": round(statistics.median(w for w, _ in values), 2),
-                "peak_rss_mib": round(max(m for _, m in values)),
+                "wall_s": round(statistics.median(w for w, _, _ in values), 2),
+                "cpu_s": round(statistics.median(c for _, _, c in values), 2),
+                "peak_rss_mib": round(max(m for _, m, _ in values)),
             }
             for name, values in runs.items()
         }
         if "steinbock" in entry:
             entry["speedup"] = round(entry["steinbock"]["wall_s"] / entry["ours"]["wall_s"], 1)
+            entry["cpu_ratio"] = round(entry["steinbock"]["cpu_s"] / entry["ours"]["cpu_s"], 1)
             entry.update(
                 compare(dirs["ours"] / out, dirs["steinbock"] / out, step.startswith("neigh"))
             )
@@ -235,7 +243,9 @@ def big(args) -> dict:
                 "neighbors",
             ),
         ):
-            wall, rss = timed([ours, "-q", "measure", *argv], root, out)
+            if args.steps and step.split("_")[0] not in args.steps:
+                continue
+            wall, rss, _ = timed([ours, "-q", "measure", *argv], root, out)
             with open(root / out / "big.csv") as table:
                 rows = sum(1 for _ in table) - 1
             report[step] = {"wall_s": round(wall, 1), "peak_rss_mib": round(rss), "rows": rows}

@@ -157,14 +157,15 @@ def intensities_cmd(
     overwrite: bool,
     resume: bool,
 ) -> None:
-    from steinbock_like.io.panel import read_panel
+    from steinbock_like.io.panel_rows import read_panel_rows
+    from steinbock_like.runner import threads_per_worker
     from steinbock_like.tasks.measure import IntensitiesTask
 
     parsed = parse_compartments(app, compartments)
-    panel = read_panel(app.path(panel_file))
+    panel = read_panel_rows(app.path(panel_file))
     jobs = image_mask_jobs(app, img_dir, masks_dir, parsed, output_dir)
     summary = run_jobs(
-        IntensitiesTask(panel=panel, aggr=aggr),
+        IntensitiesTask(panel=panel, aggr=aggr, threads=threads_per_worker(workers)),
         jobs,
         command="measure intensities",
         workers=workers,

@@ -18,6 +18,9 @@ from steinbock_like.io.tiff import check_finite, tifffile_errors
 
 # A band of about this many pixels is decoded at a time (16 Mi pixels = 64 MiB float32).
 BAND_PIXELS = 1 << 24
+# Bytes of the file read at a time (tifffile's default, 256 MiB, is most of the memory
+# a banded read of a whole-slide image takes).
+READ_BUFFER = 1 << 24
 
 
 def band_rows(width: int, pixels: int = BAND_PIXELS) -> int:
@@ -143,7 +146,8 @@ def _page_bands(page, height: int, width: int, min_rows: int, errors: list):
     band_start = band_count = 0
     row_block = None
     row_start = -1
-    for data, position, shape in page.segments(maxworkers=1):
+    # tifffile reads 256 MiB at a time by default: a band at a time is enough
+    for data, position, shape in page.segments(maxworkers=1, buffersize=READ_BUFFER):
         if errors:
             return
         y0, x0 = int(position[-3]), int(position[-2])

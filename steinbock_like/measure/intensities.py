@@ -7,14 +7,21 @@ one band of one channel has to be in memory. Values equal scipy.ndimage's
 (``sum_labels``, ``mean``, ``minimum``, ``maximum``, ``median``,
 ``standard_deviation``, ``variance``), which steinbock uses: sums in float64;
 min, max and median in the image's float32.
+
+Sums and means, the common case, go through :class:`RunSums`: the runs of equal
+labels along the rows of a band are found once per mask, and each channel is then
+summed run by run (``np.add.reduceat``, one pass with no gather) and the few runs
+added up per object; about twice as fast as a per-pixel ``np.bincount``. Float32
+values summed in float64 are exact whatever the order (for image values within
+2**29 of each other's scale), so the result equals the per-pixel sum.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 AGGREGATIONS = ("sum", "min", "max", "mean", "median", "std", "var")
 
@@ -63,7 +70,14 @@ def compact_labels(
     mask = np.asarray(mask)
     if ids is None:
         ids = object_ids(mask)
-    lookup = np.zeros(max(int(mask.max(initial=0)), int(ids.max(initial=0))) + 1, mask.dtype)
+    top = int(mask.max(initial=0))
+    if len(ids) == 0 or (int(ids[-1]) == len(ids) and top <= len(ids)):  # already 1..N
+        if out is None:
+            return ids, mask.copy()
+        if out is not mask:
+            out[...] = mask
+        return ids, out
+    lookup = np.zeros(max(top, int(ids.max(initial=0))) + 1, mask.dtype)
     lookup[ids] = np.arange(1, len(ids) + 1, dtype=mask.dtype)
     if out is None:
         out = np.empty_like(mask)
@@ -194,6 +208,97 @@ class IntensityAccumulator:
         return out
 
 
+def label_runs(index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal values in ``index`` read in row-major order.
+
+    Returns
+    -------
+    starts : ndarray of intp
+        Offset of each run's first pixel in the flattened ``index``.
+    labels : ndarray of intp
+        The value of each run.
+    lengths : ndarray of intp
+        Pixels per run.
+    """
+    flat = np.ascontiguousarray(index).ravel()
+    if not flat.size:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty, empty
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.empty(len(change) + 1, dtype=np.intp)
+    starts[0] = 0
+    starts[1:] = change
+    lengths = np.diff(starts, append=flat.size)
+    return starts, flat[starts].astype(np.intp), lengths
+
+
+class RunSums:
+    """Per-object float64 sums of channels over one compact index, band by band.
+
+    The runs of each band of the index (a band is keyed by its first row and its
+    row count) are found on first use and reused for every channel; thread-safe.
+
+    Parameters
+    ----------
+    num_objects : int
+        N, the number of objects (compact indices 1..N).
+    keep_labels : bool
+        Keep each run's label too (faster); otherwise only the run starts are kept
+        (4 bytes a run: for whole-slide images) and the labels are looked up in the
+        index for each channel.
+
+    Attributes
+    ----------
+    counts : ndarray of int64, shape (N + 1,)
+        Pixels per object (index 0: background) over the bands seen so far.
+    """
+
+    def __init__(self, num_objects: int, *, keep_labels: bool = True) -> None:
+        self.size = num_objects + 1
+        self.counts = np.zeros(self.size, dtype=np.int64)
+        self.keep_labels = keep_labels
+        self._runs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+        self._lock = threading.Lock()
+
+    def runs(self, start: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, labels)`` of the band of ``index`` beginning at row ``start``."""
+        key = (start, len(index))
+        runs = self._runs.get(key)
+        if runs is None:
+            with self._lock:
+                runs = self._runs.get(key)
+                if runs is None:
+                    starts, labels, lengths = label_runs(index)
+                    counts = np.bincount(labels, weights=lengths, minlength=self.size)
+                    self.counts += counts.astype(np.int64)
+                    # kept for every band of a whole-slide image: the smallest types
+                    if index.size < 2**31:
+                        starts = starts.astype(np.int32)
+                    if not self.keep_labels:
+                        labels = None
+                    elif self.size <= 2**32:
+                        labels = labels.astype(np.uint32)
+                    runs = self._runs[key] = (starts, labels)
+        starts, labels = runs
+        if labels is None:
+            labels = np.ascontiguousarray(index).ravel()[starts]
+        return starts, labels
+
+    def sums(self, start: int, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per-object sums (index 0: background) of a band of one channel.
+
+        ``index`` and ``values`` are the same band (same shape), beginning at row
+        ``start`` of the image.
+        """
+        starts, labels = self.runs(start, index)
+        if not len(starts):
+            return np.zeros(self.size)
+        # float64 first: reduceat is slower when it casts as it goes
+        flat = np.ascontiguousarray(values).ravel().astype(np.float64)
+        per_run = np.add.reduceat(flat, starts)
+        return np.bincount(labels, weights=per_run, minlength=self.size)
+
+
 def aggregate_channel(
     bands: Iterable[tuple[np.ndarray, np.ndarray]], num_objects: int, aggr: str = "mean"
 ) -> np.ndarray:
@@ -210,8 +315,11 @@ def intensity_table(
     columns: dict[str, np.ndarray],
     *,
     suffix: str = "",
-) -> pd.DataFrame:
-    """A steinbock intensities table: index ``Object`` (the IDs), one column per channel."""
+):
+    """A steinbock intensities table (a DataFrame): index ``Object`` (the IDs), one
+    column per channel."""
+    import pandas as pd
+
     data = {f"{name}{suffix}": values for name, values in columns.items()}
     return pd.DataFrame(data, index=pd.Index(ids, name="Object"))
 
@@ -221,7 +329,7 @@ def measure_intensities(
     mask: np.ndarray,
     channel_names: Sequence[str],
     aggr: str = "mean",
-) -> pd.DataFrame:
+):
     """Aggregate every channel of ``image`` over each object of ``mask``.
 
     Parameters
@@ -243,6 +351,14 @@ def measure_intensities(
     if len(channel_names) != len(image):
         raise ValueError(f"{len(channel_names)} channel names for {len(image)} channels")
     ids, index = compact_labels(np.asarray(mask))
+    if aggr in ("sum", "mean"):
+        runs = RunSums(len(ids))
+        columns = {}
+        for c, name in enumerate(channel_names):
+            sums = runs.sums(0, index, image[c])[1:]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                columns[name] = sums if aggr == "sum" else sums / runs.counts[1:]
+        return intensity_table(ids, columns)
     columns = {
         name: aggregate_channel([(index, image[c])], len(ids), aggr)
         for c, name in enumerate(channel_names)

@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from steinbock_like.io.blocks import BAND_PIXELS, ChannelBands, band_rows
 from steinbock_like.io.images import image_shape, read_image
 from steinbock_like.io.masks import read_mask
-from steinbock_like.io.panel import panel_for_image
-from steinbock_like.io.tables import write_neighbors, write_object_table
-from steinbock_like.runner import Job
+from steinbock_like.io.tables import write_neighbors, write_object_columns, write_object_table
+from steinbock_like.runner import Job, threads_per_worker
 
 COMPARTMENT_PREFIX = "compartment:"
+#: Threads of one intensities job at most (memory: a band each; the GIL limits gains)
+MAX_THREADS = 8
 
 
 def _compartments(job: Job) -> list[tuple[str, object]]:
@@ -43,52 +43,145 @@ def _read_indexed_mask(path, shape, ids=None, *, rows):
 
 @dataclass
 class IntensitiesTask:
-    """Inputs ``img``, ``mask`` (+ ``compartment:NAME``); output ``table``."""
+    """Inputs ``img``, ``mask`` (+ ``compartment:NAME``); output ``table``.
 
-    panel: pd.DataFrame
+    ``threads``: channels are reduced in this many threads (default: one per core;
+    the CLI passes its share, :func:`steinbock_like.runner.threads_per_worker`).
+    """
+
+    panel: object  # PanelRows, or a panel DataFrame
     aggr: str = "mean"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from steinbock_like.io.panel_rows import PanelRows
+
+        if not isinstance(self.panel, PanelRows):
+            self.panel = PanelRows.from_table(self.panel)
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.measure.intensities import IntensityAccumulator, intensity_table
-
         img = job.inputs["img"]
         num_channels, height, width = image_shape(img)
-        rows = panel_for_image(self.panel, num_channels, img)
-        keep = rows["keep"].to_numpy(dtype=bool)
-        channels = np.flatnonzero(keep).tolist()
-        names = rows.loc[keep, "name"].tolist()
-        band = band_rows(width)
+        rows = self.panel.for_image(num_channels, img)
+        channels = [i for i, k in enumerate(rows.keep) if k]
+        names = [rows.name[i] for i in channels]
+        # bands of about 4 Mi pixels: each thread holds one, and its float64 copy
+        band = band_rows(width, BAND_PIXELS // 4)
         ids, index = _read_indexed_mask(job.inputs["mask"], (height, width), rows=band)
         indexes = [("", index)]
         for name, path in _compartments(job):
             indexes.append(
                 (f"_{name}", _read_indexed_mask(path, (height, width), ids, rows=band)[1])
             )
-        columns: list[dict[str, np.ndarray]] = [{} for _ in indexes]
+        suffixes = [suffix for suffix, _ in indexes]
+        indexes = [idx for _, idx in indexes]
+        if self.aggr in ("sum", "mean"):
+            values = self._sums(img, channels, indexes, len(ids), band)
+        else:
+            values = self._accumulated(img, channels, indexes, len(ids), band)
+        del index, indexes  # the masks: no longer needed while the table is written
+        columns = {}
+        for m, suffix in enumerate(suffixes):
+            for channel, name in zip(channels, names, strict=True):
+                columns[f"{name}{suffix}"] = values[channel][m]
+        threads = min(threads_per_worker(1, self.threads), MAX_THREADS)
+        write_object_columns(job.outputs["table"], ids, columns, threads=threads)
+        return {"objects": int(len(ids)), "channels": len(names)}
+
+    def _sums(self, img, channels, indexes, num_objects, band) -> dict:
+        """Per channel, per mask: the objects' sums or means (run sums, in threads)."""
+        import concurrent.futures
+
+        from steinbock_like.io.mapped import map_channels
+        from steinbock_like.measure.intensities import RunSums
+
+        mapped = map_channels(img)
+        # a whole-slide image (not mapped, over 16 Mi pixels): memory first, as the
+        # disk sets the pace: one reader, and only the run starts kept
+        pixels = indexes[0].size
+        large = mapped is None and pixels > 4 * BAND_PIXELS
+        runs = [RunSums(num_objects, keep_labels=not large) for _ in indexes]
+
+        def reduce(group: list[int]) -> dict:
+            out = {}
+            if mapped is not None:  # channels used in place (memory maps)
+                for channel in group:
+                    values = mapped.channel(channel, check=False)
+                    out[channel] = [
+                        run.sums(0, idx, values) for run, idx in zip(runs, indexes, strict=True)
+                    ]
+                    # every pixel is in a run (background included): a NaN or an
+                    # infinity anywhere shows in the sums (finite float32 values
+                    # cannot overflow a float64 sum)
+                    if not np.isfinite(out[channel][0]).all():
+                        mapped.check(values)
+                    del values
+                return out
+            with ChannelBands(img) as reader:
+                for channel in group:
+                    totals = [np.zeros(num_objects + 1) for _ in indexes]
+                    for start, values in reader.bands(channel, min_rows=band):
+                        stop = start + len(values)
+                        for total, run, idx in zip(totals, runs, indexes, strict=True):
+                            total += run.sums(start, idx[start:stop], values)
+                    out[channel] = totals
+            return out
+
+        # at most MAX_THREADS: each holds a band and its float64 copy (~48 MiB)
+        threads = max(1, min(threads_per_worker(1, self.threads), len(channels), MAX_THREADS))
+        if large:
+            threads = 1
+        if threads == 1:
+            sums = reduce(channels)
+        else:
+            # find the runs once, before the threads: bands as the reader makes them
+            if mapped is not None:
+                for run, idx in zip(runs, indexes, strict=True):
+                    run.runs(0, idx)
+            elif channels:
+                with ChannelBands(img) as reader:
+                    for start, values in reader.bands(channels[0], min_rows=band):
+                        for run, idx in zip(runs, indexes, strict=True):
+                            run.runs(start, idx[start : start + len(values)])
+            groups = [channels[i::threads] for i in range(threads)]
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                sums = {}
+                for part in pool.map(reduce, groups):
+                    sums.update(part)
+        result = {}
+        for channel in list(sums):
+            totals = sums.pop(channel)
+            result[channel] = []
+            for total, run in zip(totals, runs, strict=True):
+                if self.aggr == "sum":
+                    result[channel].append(total[1:])
+                else:
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        result[channel].append(total[1:] / run.counts[1:])
+        return result
+
+    def _accumulated(self, img, channels, indexes, num_objects, band) -> dict:
+        """Per channel, per mask: min, max, median, std or var (per-pixel accumulators)."""
+        from steinbock_like.measure.intensities import IntensityAccumulator
+
+        height = len(indexes[0])
         whole = None
         if height <= band:  # one band: flatten the indices and count pixels once
-            whole = [(idx.astype(np.intp).ravel(), None) for _, idx in indexes]
-            whole = [(idx, np.bincount(idx, minlength=len(ids) + 1)) for idx, _ in whole]
+            whole = [idx.astype(np.intp).ravel() for idx in indexes]
+            whole = [(idx, np.bincount(idx, minlength=num_objects + 1)) for idx in whole]
+        result = {}
         with ChannelBands(img) as reader:
-            for channel, name in zip(channels, names, strict=True):
-                accumulators = [IntensityAccumulator(len(ids), self.aggr) for _ in indexes]
+            for channel in channels:
+                accumulators = [IntensityAccumulator(num_objects, self.aggr) for _ in indexes]
                 for start, values in reader.bands(channel, min_rows=band):
                     stop = start + len(values)
-                    for i, (accumulator, (_, idx)) in enumerate(
-                        zip(accumulators, indexes, strict=True)
-                    ):
+                    for i, (accumulator, idx) in enumerate(zip(accumulators, indexes, strict=True)):
                         if whole is not None:
                             accumulator.add(whole[i][0], values, counts=whole[i][1])
                         else:
                             accumulator.add(idx[start:stop], values)
-                for column, accumulator in zip(columns, accumulators, strict=True):
-                    column[name] = accumulator.result()
-        tables = [
-            intensity_table(ids, column, suffix=suffix)
-            for column, (suffix, _) in zip(columns, indexes, strict=True)
-        ]
-        write_object_table(job.outputs["table"], pd.concat(tables, axis=1))
-        return {"objects": int(len(ids)), "channels": len(names)}
+                result[channel] = [accumulator.result() for accumulator in accumulators]
+        return result
 
 
 @dataclass
@@ -98,6 +191,8 @@ class RegionpropsTask:
     properties: tuple[str, ...] = ()
 
     def __call__(self, job: Job) -> dict:
+        import pandas as pd
+
         from steinbock_like.measure.intensities import compact_labels, object_ids
         from steinbock_like.measure.regionprops import (
             DEFAULT_PROPERTIES,

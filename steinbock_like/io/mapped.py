@@ -1,0 +1,96 @@
+"""Image channels as read-only memory maps, where the file allows it.
+
+steinbock writes images as uncompressed TIFF pages, one per channel. When every
+page of a CYX image is stored in one contiguous piece, without compression, with
+values that float32 holds exactly, a channel can be used in place through a memory
+map: no read into a new array, no conversion, and the pages are in the page cache
+after the first use. Everything else is read by :mod:`steinbock_like.io.blocks`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from steinbock_like.io.tiff import check_finite
+
+#: Value types that read as float32 without rounding (steinbock reads images as float32).
+EXACT_IN_FLOAT32 = ("float32", "uint8", "int8", "uint16", "int16")
+
+
+class MappedChannels:
+    """The channels of an image, memory-mapped one at a time.
+
+    Use :func:`map_channels` to get one (or None where the file is not suitable).
+    ``channel(i)`` returns a read-only (Y, X) array backed by the file, checked for
+    NaN and infinities like every image read; drop it when done, which unmaps it.
+    """
+
+    def __init__(self, path: Path, shape, dtype: np.dtype, offsets: list[int]):
+        self.path = path
+        self.shape = shape
+        self.dtype = dtype
+        self.offsets = offsets
+
+    def channel(self, index: int, *, check: bool = True) -> np.ndarray:
+        """Channel ``index``; ``check=False`` leaves the NaN/infinity check to the
+        caller (who then calls :meth:`check` where its results show one)."""
+        _, height, width = self.shape
+        values = np.memmap(
+            self.path, dtype=self.dtype, mode="r", offset=self.offsets[index], shape=(height, width)
+        )
+        return self.check(values) if check else values
+
+    def check(self, values: np.ndarray) -> np.ndarray:
+        """Raise :class:`~steinbock_like.errors.InputError` naming the file if
+        ``values`` hold NaN or infinities."""
+        return check_finite(values, self.path)
+
+
+def map_channels(path: str | Path, *, max_channel_bytes: int = 1 << 26) -> MappedChannels | None:
+    """Memory maps of a CYX TIFF's channels, or None where they cannot be used.
+
+    None unless every channel is one uncompressed, contiguous page of a type in
+    :data:`EXACT_IN_FLOAT32`, of at most ``max_channel_bytes`` (larger channels are
+    read in bands instead, so that memory stays bounded). Never raises for an
+    unusual or damaged file: the ordinary readers report those.
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if len(series.shape) == 2:
+                shape = (1, *series.shape)
+            elif len(series.shape) == 3:
+                shape = tuple(series.shape)
+            else:
+                return None
+            pages = list(series.pages)
+            if len(pages) != shape[0]:
+                return None
+            offsets = []
+            dtype = None
+            for page in pages:
+                if (
+                    page is None
+                    or not isinstance(page, tifffile.TiffPage)
+                    or page.shape != shape[1:]
+                    or page.compression != 1
+                    or not page.is_contiguous
+                    or page.dtype is None
+                    or page.dtype.name not in EXACT_IN_FLOAT32
+                    or (dtype is not None and page.dtype != dtype)
+                ):
+                    return None
+                dtype = page.dtype
+                offsets.append(int(page.dataoffsets[0]))
+            dtype = np.dtype(dtype).newbyteorder(tif.byteorder)
+            size = path.stat().st_size
+    except Exception:
+        return None
+    nbytes = shape[1] * shape[2] * dtype.itemsize
+    if nbytes > max_channel_bytes or any(o + nbytes > size for o in offsets):
+        return None
+    return MappedChannels(path, shape, dtype, offsets)
