@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from steinbock_like.errors import MissingToolError, SteinbockLikeError
+from steinbock_like.errors import SteinbockLikeError
 from steinbock_like.io.atomic import atomic_path
 from steinbock_like.measure.cellprofiler.pipeline import OUTPUT_FILES
+from steinbock_like.segment.cellprofiler.binary import run_streamed
 
 logger = logging.getLogger(__name__)
 
@@ -72,26 +72,8 @@ def run_measurement(
             python, pipeline_path.resolve(), input_dir.resolve(), raw,
             module=module, plugins_dir=plugins_dir,
         )  # fmt: skip
-        logger.info("running %s", " ".join(command))
-        try:
-            process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                errors="replace",
-            )
-        except OSError as error:
-            raise MissingToolError(f"cannot run CellProfiler with {python}: {error}") from None
-        assert process.stdout is not None
-        last = ""
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            log(line)
-            if line.strip():
-                last = line.strip()
-        return_code = process.wait()
+        return_code, lines = run_streamed(command, log)
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "")
         tables = sorted(raw.glob("*.csv"))
         if return_code != 0 or not tables:
             raise SteinbockLikeError(

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from steinbock_like.errors import MissingToolError, SteinbockLikeError
@@ -124,13 +124,35 @@ def _stage_inputs(probability_paths: Sequence[Path], input_dir: Path) -> None:
             shutil.copy2(path, target)
 
 
-def _stream(lines: Iterable[str], log: Callable[[str], None]) -> list[str]:
-    kept = []
-    for line in lines:
+def run_streamed(command: Sequence[str], log: Callable[[str], None]) -> tuple[int, list[str]]:
+    """Run a CellProfiler command line, handing each output line to ``log`` as it comes.
+
+    Returns the exit code and the output lines (stdout and stderr together).
+
+    Raises
+    ------
+    MissingToolError
+        If the interpreter cannot be started.
+    """
+    logger.info("running %s", " ".join(command))
+    try:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+        )
+    except OSError as error:
+        raise MissingToolError(f"cannot run CellProfiler with {command[0]}: {error}") from None
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
         line = line.rstrip("\n")
-        kept.append(line)
+        lines.append(line)
         log(line)
-    return kept
+    return process.wait(), lines
 
 
 def run_cellprofiler(
@@ -192,21 +214,7 @@ def run_cellprofiler(
         command = cellprofiler_command(
             interpreter, pipeline_path.resolve(), input_dir, raw_output_dir, plugins
         )
-        logger.info("running %s", " ".join(command))
-        try:
-            process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                errors="replace",
-            )
-        except OSError as error:
-            raise MissingToolError(f"cannot run CellProfiler with {interpreter}: {error}") from None
-        assert process.stdout is not None
-        output_lines = _stream(process.stdout, log)
-        return_code = process.wait()
+        return_code, output_lines = run_streamed(command, log)
 
         # SaveImages names each mask after its input file's stem.
         missing = [
