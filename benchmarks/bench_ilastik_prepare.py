@@ -13,10 +13,8 @@ wall time, peak memory (max RSS of the process tree, from ``getrusage``) and whe
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +22,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import tifffile
+
+from steinbock_like.testing import timed_command
 
 
 def make_data(directory: Path, images: int, size: int, channels: int) -> None:
@@ -39,32 +39,10 @@ def make_data(directory: Path, images: int, size: int, channels: int) -> None:
     (directory / "panel.csv").write_text("\n".join(rows) + "\n")
 
 
-WRAPPER = """
-import resource, subprocess, sys, time
-start = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, capture_output=True)
-wall = time.perf_counter() - start
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-
-
 def timed(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of the largest process of a command's tree.
-
-    A fresh wrapper process runs the command, so each measurement sees only its own
-    descendants (``RUSAGE_CHILDREN`` keeps the maximum over every waited-for child).
-    """
-    for name in ("ilastik_img", "ilastik_crops", "pixel_classifier.ilp"):
-        target = cwd / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    os.sync()  # the previous run's written-back pages must not slow this one
-    output = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.split()
-    return float(output[0]), int(output[1]) / 1024
+    """Wall seconds and peak RSS (MiB) of the command (see testing.timed_command)."""
+    outputs = ("ilastik_img", "ilastik_crops", "pixel_classifier.ilp")
+    return timed_command(args, cwd, clear=outputs)[:2]
 
 
 def main() -> None:

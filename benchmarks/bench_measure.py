@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,14 +34,7 @@ import pandas as pd
 import tifffile
 from scipy import ndimage
 
-WRAPPER = """
-import resource, subprocess, sys, time
-start = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, capture_output=True)
-wall = time.perf_counter() - start
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
-"""
+from steinbock_like.testing import timed_command
 
 
 def voronoi_band(shape, seeds_rc, labels, radius=9.0):
@@ -91,19 +83,8 @@ def make_data(directory: Path, images: int, size: int, channels: int, cells: int
 
 
 def timed(args, cwd: Path, clean: str) -> tuple[float, float, float]:
-    """Wall seconds, peak RSS (MiB) of the largest process of a command's tree, and
-    the CPU seconds (user + system) of the whole tree: on a machine shared with
-    other work, CPU time is the figure that the load changes least."""
-    shutil.rmtree(cwd / clean, ignore_errors=True)
-    os.sync()
-    output = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *map(str, args)],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    return float(output[0]), int(output[1]) / 1024, float(output[2])
+    """Wall seconds, peak RSS (MiB) and CPU seconds (see testing.timed_command)."""
+    return timed_command(args, cwd, clear=(clean,))
 
 
 def compare(ours: Path, theirs: Path, neighbors: bool) -> dict:

@@ -14,16 +14,16 @@ steinbock reads every image whole; ours converts one channel at a time.
 import argparse
 import filecmp
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import tifffile
+
+from steinbock_like.testing import timed_command
 
 OUTPUTS = ("cellprofiler_input", "cell_measurement.cppipe")
 
@@ -47,28 +47,9 @@ def make_data(directory: Path, images: int, size: int, channels: int) -> None:
     (directory / "panel.csv").write_text("\n".join(rows) + "\n")
 
 
-WRAPPER = """
-import resource, subprocess, sys, time
-start = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, capture_output=True)
-wall = time.perf_counter() - start
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-
-
 def timed(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of the largest process of a command's tree."""
-    for name in (*OUTPUTS, "run_metadata.json"):
-        target = cwd / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    os.sync()
-    output = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.split()
-    return float(output[0]), int(output[1]) / 1024
+    """Wall seconds and peak RSS (MiB) of the command (see testing.timed_command)."""
+    return timed_command(args, cwd, clear=(*OUTPUTS, "run_metadata.json"))[:2]
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,13 +24,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-WRAPPER = """
-import resource, subprocess, sys, time
-start = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, capture_output=True)
-wall = time.perf_counter() - start
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
+from steinbock_like.testing import timed_command
 
 
 def replicate(refraw: Path, raw: Path, copies: int) -> int:
@@ -52,18 +45,8 @@ def replicate(refraw: Path, raw: Path, copies: int) -> int:
 
 
 def timed(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of the largest process of a command's tree."""
-    for name in ("img", "images.csv"):
-        target = cwd / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    os.sync()
-    output = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.split()
-    return float(output[0]), int(output[1]) / 1024
+    """Wall seconds and peak RSS (MiB) of the command (see testing.timed_command)."""
+    return timed_command(args, cwd, clear=("img", "images.csv"))[:2]
 
 
 def same_outputs(a: Path, b: Path) -> dict:

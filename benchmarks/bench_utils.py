@@ -12,10 +12,7 @@ file holds the same values.
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,13 +21,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-WRAPPER = """
-import resource, subprocess, sys, time
-start = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, capture_output=True)
-wall = time.perf_counter() - start
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
+from steinbock_like.testing import timed_command
 
 
 def make_masks(directory: Path, images: int, size: int, shift: int) -> None:
@@ -48,12 +39,8 @@ def make_masks(directory: Path, images: int, size: int, shift: int) -> None:
 
 
 def timed(args: list[str], cwd: Path, output: Path) -> tuple[float, float]:
-    shutil.rmtree(cwd / output, ignore_errors=True)
-    os.sync()
-    result = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.split()
-    return float(result[0]), int(result[1]) / 1024
+    """Wall seconds and peak RSS (MiB) of the command (see testing.timed_command)."""
+    return timed_command(args, cwd, clear=(output,))[:2]
 
 
 def same_outputs(ours: Path, theirs: Path) -> bool:

@@ -321,3 +321,47 @@ def train_cellpose_hed_model(
         model_name="hed",
         bsize=bsize,
     )
+
+
+#: Runs a command line and prints its wall seconds, the peak RSS (KiB) of the largest
+#: process of its tree (``RUSAGE_CHILDREN`` keeps the maximum over waited-for children)
+#: and the CPU seconds of the tree.
+_TIMING_WRAPPER = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, capture_output=True)
+wall = time.perf_counter() - start
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
+"""
+
+
+def timed_command(args, cwd: str | Path, clear=()) -> tuple[float, float, float]:
+    """Run a benchmark's command line in ``cwd`` through a wrapper process.
+
+    The paths in ``clear`` (the command's earlier outputs, relative to ``cwd``) are
+    removed first and dirty pages synced, so that one run does not slow the next.
+    Returns wall seconds, peak RSS in MiB of the largest process of the command's
+    tree, and its CPU seconds (user + system): on a shared machine, CPU time is the
+    figure the load changes least.
+    """
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    for name in clear:
+        target = Path(cwd) / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    os.sync()
+    output = subprocess.run(
+        [sys.executable, "-c", _TIMING_WRAPPER, *map(str, args)],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return float(output[0]), int(output[1]) / 1024, float(output[2])

@@ -72,6 +72,23 @@ class Tutorial:
     def text(self, markdown: str) -> None:
         self.parts.append(markdown.strip("\n") + "\n")
 
+    def commands_only(self, reason: str, commands: list[list[str]]) -> None:
+        """Write the page without figures: why, and its commands (parsed, not run)."""
+        self.text(
+            f"""
+!!! note "Figures not built"
+    When this site was built, {reason}, so this tutorial's commands did not run and it
+    has no figures. Build the site in an environment with
+    `pip install -e .[docs,cellpose]` to see them.
+
+The commands are (their options checked against the command line, not run):
+"""
+        )
+        for args in commands:
+            check_arguments(args)
+            self.text(f"```console\n$ steinbock-like {shlex.join(args)}\n```")
+        self.write()
+
     def run(self, *args: str, show: bool = True) -> str:
         """Run ``steinbock-like ARGS`` in the data directory; fail the build if it fails."""
         from steinbock_like.cli.main import main
@@ -558,20 +575,7 @@ Cellpose needs the `cellpose` extra (`pip install -e .[cellpose]`).
     )
     reason = cellpose_skip_reason()
     if reason:
-        t.text(
-            f"""
-!!! note "Figures not built"
-    When this site was built, {reason}, so this tutorial's commands did not run and it
-    has no figures. Build the site in an environment with
-    `pip install -e .[docs,cellpose]` to see them.
-
-The commands are (their options checked against the command line, not run):
-"""
-        )
-        for args in BRIGHTFIELD_COMMANDS:
-            check_arguments(args)
-            t.text(f"```console\n$ steinbock-like {shlex.join(args)}\n```")
-        t.write()
+        t.commands_only(reason, BRIGHTFIELD_COMMANDS)
         return
     import tifffile
 
@@ -716,20 +720,7 @@ fails that image only, and `--run-version` keeps each analysis in its own folder
     )
     reason = cellpose_skip_reason()
     if reason:
-        t.text(
-            f"""
-!!! note "Figures not built"
-    When this site was built, {reason}, so this tutorial's commands did not run and it
-    has no figures. Build the site in an environment with
-    `pip install -e .[docs,cellpose]` to see them.
-
-The commands are (their options checked against the command line, not run):
-"""
-        )
-        for args in COHORT_COMMANDS:
-            check_arguments(args)
-            t.text(f"```console\n$ steinbock-like {shlex.join(args)}\n```")
-        t.write()
+        t.commands_only(reason, COHORT_COMMANDS)
         return
     import functools
     import http.server
