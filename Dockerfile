@@ -63,17 +63,24 @@ FROM pythons AS app
 ARG TARGETARCH
 ENV STEINBOCK_LIKE_MODELS=/opt/models/steinbock-like \
     CELLPOSE_LOCAL_MODELS_PATH=/opt/models/cellpose
+# A C compiler for the package's own kernels (measure's run sums, the CSV number writer);
+# only this stage has it: the final image copies the built environment.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python3.11 -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --no-cache-dir --upgrade "pip>=24" "setuptools>=70" wheel
 # torch's CPU build first (on amd64 PyPI's default pulls gigabytes of CUDA libraries).
 RUN if [ "$TARGETARCH" = "amd64" ]; then index=https://download.pytorch.org/whl/cpu; \
     else index=https://pypi.org/simple; fi \
     && /opt/venv/bin/python -m pip install --no-cache-dir --index-url "$index" "torch>=2.2"
-COPY setup.cfg pyproject.toml README.md /src/
+COPY setup.py setup.cfg pyproject.toml README.md /src/
 COPY steinbock_like /src/steinbock_like
 RUN /opt/venv/bin/python -m pip install --no-cache-dir "/src[all]" \
         "napari[pyside6]>=0.5" "jupyterlab>=4" "notebook>=7" "PySide6-Essentials>=6.5" \
         "dask-jobqueue>=0.8" \
+    && /opt/venv/bin/python -c "import steinbock_like.measure._run_sums" \
     && rm -rf /src
 # The same command users run; Cellpose's networks land in $STEINBOCK_LIKE_MODELS/cellpose,
 # where 'segment cellpose' looks first (verified), with their pins in models.lock.json.

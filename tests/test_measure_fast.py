@@ -1,6 +1,8 @@
 """The fast paths of measure intensities: repr-identical CSV text, run sums, the
 pandas-free panel reader, threads."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,6 +84,73 @@ def test_run_sums_equal_per_pixel_sums_bit_for_bit():
     lean = RunSums(len(ids), keep_labels=False)  # run starts only (whole-slide images)
     for _ in range(2):
         assert np.array_equal(lean.sums(0, index, values), expected)
+
+
+def _compiled_run_sums():
+    """The compiled kernel; CI builds it (its absence there is a failure, not a skip)."""
+    from steinbock_like.measure import intensities
+
+    if intensities._run_sums is None:
+        if os.environ.get("CI"):
+            pytest.fail("steinbock_like.measure._run_sums was not built (C compiler missing?)")
+        pytest.skip("the compiled run sums are not built here (no C compiler at install)")
+    return intensities._run_sums
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "uint16", "int16", "uint8", "int8"])
+@pytest.mark.parametrize("index_types", [("int32", "uint32"), ("int64", "int64")])
+def test_compiled_run_sums_equal_the_numpy_path(monkeypatch, dtype, index_types):
+    from steinbock_like.measure import intensities
+
+    kernel = _compiled_run_sums()
+    rng = np.random.default_rng(11)
+    mask = rng.integers(0, 60, (64, 53)).astype(np.uint16)
+    mask[:, 10:20] = mask[:, 10:11]  # long runs as well as short ones
+    info = np.iinfo(dtype) if dtype[0] in "ui" else None
+    if info is None:
+        values = (rng.random(mask.shape) * 1000 - 100).astype(dtype)
+    else:
+        values = rng.integers(info.min, info.max, mask.shape, endpoint=True).astype(dtype)
+    ids, index = compact_labels(mask)
+    starts, labels, _ = label_runs(index)
+    out = np.zeros(len(ids) + 1)
+    kernel.run_sums(
+        values.ravel(), starts.astype(index_types[0]), labels.astype(index_types[1]), out
+    )
+    expected = np.add.reduceat(values.ravel().astype(np.float64), starts)
+    expected = np.bincount(labels, weights=expected, minlength=len(ids) + 1)
+    if dtype == "float64":  # numpy sums pairwise, the kernel in order: rounding only
+        np.testing.assert_allclose(out, expected, rtol=1e-13)
+    else:
+        assert np.array_equal(out, expected)  # exact sums: the same bits
+    kernel.run_sums(values.ravel(), starts, labels, out)  # it adds to what is there
+    np.testing.assert_allclose(out, 2 * expected, rtol=1e-13)
+    # RunSums with and without the kernel: the same bits
+    with_kernel = RunSums(len(ids)).sums(0, index, values)
+    monkeypatch.setattr(intensities, "_run_sums", None)
+    assert np.array_equal(RunSums(len(ids)).sums(0, index, values), with_kernel)
+
+
+def test_compiled_run_sums_refuse_bad_arguments():
+    kernel = _compiled_run_sums()
+    values = np.ones(10, np.float32)
+    starts = np.array([0, 4], np.int32)
+    out = np.zeros(3)
+    kernel.run_sums(values, starts, np.array([1, 2], np.uint32), out)
+    assert out.tolist() == [0.0, 4.0, 6.0]
+    with pytest.raises(ValueError, match="out of range"):
+        kernel.run_sums(values, starts, np.array([1, 3], np.uint32), out)
+    with pytest.raises(ValueError, match="out of range"):  # starts beyond the values
+        kernel.run_sums(values, np.array([0, 11], np.int32), np.array([1, 2], np.uint32), out)
+    with pytest.raises(TypeError, match="value type"):
+        kernel.run_sums(values.astype(np.int64), starts, np.array([1, 2], np.uint32), out)
+    with pytest.raises(TypeError, match="float64"):
+        kernel.run_sums(values, starts, np.array([1, 2], np.uint32), out.astype(np.float32))
+    read_only = np.frombuffer(bytes(24))  # 3 float64 zeros, not writable
+    with pytest.raises((BufferError, ValueError)):
+        kernel.run_sums(values, starts, np.array([1, 2], np.uint32), read_only)
+    with pytest.raises(ValueError, match="length"):
+        kernel.run_sums(values, starts, np.array([1], np.uint32), out)
 
 
 def _panel(tmp_path, text, name="panel.csv"):
@@ -197,3 +266,22 @@ def test_banded_reading_in_threads_equals_scipy(tmp_path, monkeypatch):
     table = pd.read_csv(tmp_path / "out.csv", index_col="Object")
     assert table.index.tolist() == ids.tolist() and list(table.columns) == ["a", "c"]
     np.testing.assert_allclose(table["c"], ndimage.mean(image[2], mask, ids), rtol=1e-14)
+
+
+def test_mapped_channels_fast_path_equals_page_by_page(tmp_path, monkeypatch):
+    from steinbock_like.io import mapped
+
+    image = np.random.default_rng(2).random((5, 30, 20)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "plain.tiff", image)
+    tifffile.imwrite(tmp_path / "zlib.tiff", image, compression="zlib")
+    tifffile.imwrite(tmp_path / "uint16.tiff", (image * 1000).astype(np.uint16), imagej=True)
+    tifffile.imwrite(tmp_path / "float64.tiff", image.astype(np.float64))
+    fast = {p.name: mapped.map_channels(p) for p in sorted(tmp_path.iterdir())}
+    assert fast["zlib.tiff"] is None and fast["float64.tiff"] is None
+    monkeypatch.setattr(mapped, "_contiguous_offsets", lambda series, shape: None)
+    for name in ("plain.tiff", "uint16.tiff"):
+        slow = mapped.map_channels(tmp_path / name)
+        assert fast[name].offsets == slow.offsets and fast[name].dtype == slow.dtype
+        expected = tifffile.imread(tmp_path / name)
+        for c in range(5):
+            assert np.array_equal(fast[name].channel(c), expected[c])

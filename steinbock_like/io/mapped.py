@@ -67,6 +67,11 @@ def map_channels(path: str | Path, *, max_channel_bytes: int = 1 << 26) -> Mappe
                 shape = tuple(series.shape)
             else:
                 return None
+            offsets = _contiguous_offsets(series, shape)
+            if offsets is not None:  # one piece: the first page tells all (fast)
+                dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+                size = path.stat().st_size
+                return _checked(path, shape, dtype, offsets, size, max_channel_bytes)
             pages = list(series.pages)
             if len(pages) != shape[0]:
                 return None
@@ -90,6 +95,26 @@ def map_channels(path: str | Path, *, max_channel_bytes: int = 1 << 26) -> Mappe
             size = path.stat().st_size
     except Exception:
         return None
+    return _checked(path, shape, dtype, offsets, size, max_channel_bytes)
+
+
+def _contiguous_offsets(series, shape) -> list[int] | None:
+    """Channel offsets of a series stored as one uncompressed piece (tifffile knows
+    this from the first page, without reading the others), else None."""
+    keyframe = series.keyframe
+    if (
+        series.dataoffset is None
+        or keyframe.compression != 1
+        or keyframe.shape != shape[1:]
+        or series.dtype is None
+        or np.dtype(series.dtype).name not in EXACT_IN_FLOAT32
+    ):
+        return None
+    nbytes = shape[1] * shape[2] * np.dtype(series.dtype).itemsize
+    return [int(series.dataoffset) + i * nbytes for i in range(shape[0])]
+
+
+def _checked(path, shape, dtype, offsets, size, max_channel_bytes) -> MappedChannels | None:
     nbytes = shape[1] * shape[2] * dtype.itemsize
     if nbytes > max_channel_bytes or any(o + nbytes > size for o in offsets):
         return None
