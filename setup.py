@@ -13,6 +13,12 @@ setup(
             ["steinbock_like/measure/_run_sums.c"],
             extra_compile_args=["-O3"],
             optional=True,
-        )
+        ),
+        Extension(
+            "steinbock_like.io._float_text",
+            ["steinbock_like/io/_float_text.c"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ]
 )

@@ -45,6 +45,43 @@ def test_float_text_equals_repr_on_hard_values():
     assert float64_digits(means)[3].mean() < 0.01
 
 
+def test_compiled_csv_rows_equal_repr_on_hard_values(monkeypatch):
+    from steinbock_like.io import float_text
+
+    if float_text._compiled is None:
+        if os.environ.get("CI"):
+            pytest.fail("steinbock_like.io._float_text was not built (C compiler missing?)")
+        pytest.skip("the compiled CSV writer is not built here (no C compiler at install)")
+    rng = np.random.default_rng(17)
+    n = 50000
+    powers = 2.0 ** rng.integers(-20, 60, n)
+    values = np.concatenate(
+        [
+            rng.random(n) * 10.0 ** rng.integers(-6, 17, n),
+            np.frombuffer(rng.bytes(8 * n), dtype=np.float64),
+            rng.integers(0, 10**6, n) / 2.0 ** rng.integers(0, 40, n),  # exact ties
+            rng.integers(0, 10**6, n) / 10.0 ** rng.integers(0, 9, n),  # short decimals
+            np.nextafter(10.0 ** rng.integers(-5, 17, n), rng.choice([0, np.inf], n)),
+            rng.integers(0, 10**16, n).astype(float),
+            powers,  # a quarter gap below: the asymmetric case
+            np.nextafter(powers, 0),
+            -rng.gamma(1, 5, n) / rng.integers(1, 400, n),
+            [0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e-4, 1e-5, 9.999999999999999e-5],
+            [9999999999999998.0, 5e-324, 1.7976931348623157e308, 0.1, 0.30000000000000004],
+        ]
+    )
+    columns = values[: len(values) // 3 * 3].reshape(3, -1)
+    ids = np.arange(columns.shape[1], dtype=np.uint32) * 7
+    text = float_text.csv_lines([ids, *columns])
+    expected = "".join(
+        f"{i}," + ",".join("" if v != v else repr(v) for v in row) + "\n"
+        for i, row in zip(ids.tolist(), columns.T.tolist(), strict=True)
+    )
+    assert text.decode() == expected
+    monkeypatch.setattr(float_text, "_compiled", None)  # the numpy path: the same bytes
+    assert float_text.csv_lines([ids, *columns]) == text
+
+
 def test_csv_lines_mixes_columns():
     floats = np.array([0.5, np.nan, 12.0])
     text = csv_lines([np.array([1, 20, 300], np.uint16), floats, floats * 2, ["a", "b", "c"]])
@@ -113,18 +150,29 @@ def test_compiled_run_sums_equal_the_numpy_path(monkeypatch, dtype, index_types)
         values = rng.integers(info.min, info.max, mask.shape, endpoint=True).astype(dtype)
     ids, index = compact_labels(mask)
     starts, labels, _ = label_runs(index)
-    out = np.zeros(len(ids) + 1)
+    out = np.zeros((1, len(ids) + 1))
     kernel.run_sums(
-        values.ravel(), starts.astype(index_types[0]), labels.astype(index_types[1]), out
+        [values.ravel()], starts.astype(index_types[0]), labels.astype(index_types[1]), out
     )
+    out = out[0]
     expected = np.add.reduceat(values.ravel().astype(np.float64), starts)
     expected = np.bincount(labels, weights=expected, minlength=len(ids) + 1)
     if dtype == "float64":  # numpy sums pairwise, the kernel in order: rounding only
         np.testing.assert_allclose(out, expected, rtol=1e-13)
     else:
         assert np.array_equal(out, expected)  # exact sums: the same bits
-    kernel.run_sums(values.ravel(), starts, labels, out)  # it adds to what is there
-    np.testing.assert_allclose(out, 2 * expected, rtol=1e-13)
+    twice = np.stack([out, out])
+    kernel.run_sums([values.ravel()] * 2, starts, labels, twice)  # it adds to what is there
+    np.testing.assert_allclose(twice, [2 * expected] * 2, rtol=1e-13)
+    # 1 to 9 channels at once (groups of four and the rest): each as alone
+    many = np.stack([values.ravel()[::-1], values.ravel()] * 5)
+    for count in range(1, 10):
+        together = np.zeros((count, len(ids) + 1))
+        kernel.run_sums(list(many[:count]), starts, labels, together)
+        for row, channel in zip(together, many[:count], strict=True):
+            alone = np.zeros((1, len(ids) + 1))
+            kernel.run_sums([channel], starts, labels, alone)
+            assert np.array_equal(row, alone[0])
     # RunSums with and without the kernel: the same bits
     with_kernel = RunSums(len(ids)).sums(0, index, values)
     monkeypatch.setattr(intensities, "_run_sums", None)
@@ -133,24 +181,33 @@ def test_compiled_run_sums_equal_the_numpy_path(monkeypatch, dtype, index_types)
 
 def test_compiled_run_sums_refuse_bad_arguments():
     kernel = _compiled_run_sums()
-    values = np.ones(10, np.float32)
+    values = [np.ones(10, np.float32)]
     starts = np.array([0, 4], np.int32)
-    out = np.zeros(3)
-    kernel.run_sums(values, starts, np.array([1, 2], np.uint32), out)
-    assert out.tolist() == [0.0, 4.0, 6.0]
+    labels = np.array([1, 2], np.uint32)
+    out = np.zeros((1, 3))
+    kernel.run_sums(values, starts, labels, out)
+    assert out.tolist() == [[0.0, 4.0, 6.0]]
     with pytest.raises(ValueError, match="out of range"):
         kernel.run_sums(values, starts, np.array([1, 3], np.uint32), out)
     with pytest.raises(ValueError, match="out of range"):  # starts beyond the values
-        kernel.run_sums(values, np.array([0, 11], np.int32), np.array([1, 2], np.uint32), out)
+        kernel.run_sums(values, np.array([0, 11], np.int32), labels, out)
+    with pytest.raises(ValueError, match="out of range"):  # not from the first pixel
+        kernel.run_sums(values, np.array([1, 4], np.int32), labels, out)
     with pytest.raises(TypeError, match="value type"):
-        kernel.run_sums(values.astype(np.int64), starts, np.array([1, 2], np.uint32), out)
+        kernel.run_sums([values[0].astype(np.int64)], starts, labels, out)
+    with pytest.raises(TypeError, match="value type"):  # mixed types
+        kernel.run_sums([values[0], values[0].astype(np.uint16)], starts, labels, out)
+    with pytest.raises(ValueError, match="length"):
+        kernel.run_sums([values[0], values[0][:5]], starts, labels, np.zeros((2, 3)))
     with pytest.raises(TypeError, match="float64"):
-        kernel.run_sums(values, starts, np.array([1, 2], np.uint32), out.astype(np.float32))
-    read_only = np.frombuffer(bytes(24))  # 3 float64 zeros, not writable
-    with pytest.raises((BufferError, ValueError)):
-        kernel.run_sums(values, starts, np.array([1, 2], np.uint32), read_only)
+        kernel.run_sums(values, starts, labels, out.astype(np.float32))
+    with pytest.raises(ValueError, match="one row per channel"):
+        kernel.run_sums(values * 2, starts, labels, np.zeros(5))
+    with pytest.raises((BufferError, ValueError)):  # read-only output
+        kernel.run_sums(values, starts, labels, np.frombuffer(bytes(24)))
     with pytest.raises(ValueError, match="length"):
         kernel.run_sums(values, starts, np.array([1], np.uint32), out)
+    assert out.tolist() == [[0.0, 4.0, 6.0]]  # nothing added by a refused call
 
 
 def _panel(tmp_path, text, name="panel.csv"):

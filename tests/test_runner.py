@@ -174,3 +174,15 @@ def test_resume_with_other_settings_is_refused_even_before_any_image_finished(tm
     )
     assert [r.status for r in summary.results] == ["ok", "skipped", "skipped", "skipped"]
     assert "settings" in caplog.text and "cannot be checked" in caplog.text
+
+
+def test_package_versions_equal_importlib_metadata():
+    from importlib import metadata
+
+    from steinbock_like.runner.metadata import CORE_PACKAGES, package_versions
+
+    names = [*CORE_PACKAGES, "PyYAML", "scikit_learn", "Click", "no-such-package-here"]
+    versions = package_versions(names)
+    for name in names[:-1]:
+        assert versions[name] == metadata.version(name), name
+    assert "no-such-package-here" not in versions

@@ -22,6 +22,10 @@ double arithmetic; values whose decision falls inside the margin (exact ties),
 values written in scientific notation, NaN and infinities are formatted by
 ``repr`` itself, so the text is always ``repr``'s. The digits are then laid out as
 fixed-point text with a table of 4-digit strings.
+
+Object tables (integer IDs, float64 columns) are written by ``_float_text.c``
+where it was built: the same decisions in exact 128-bit integer arithmetic,
+about 10x faster, GIL released; its text is tested against ``repr`` too.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+try:  # the same text from compiled code (setup.py builds it where a C compiler is available)
+    from steinbock_like.io import _float_text as _compiled
+except ImportError:  # pragma: no cover - depends on the installation
+    _compiled = None
 
 _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's splitter for doubles
 _EPS = 2.0**-52
@@ -344,6 +353,16 @@ def _is_float64(values) -> bool:
     return isinstance(values, np.ndarray) and values.dtype == np.float64
 
 
+def _is_integer_index(values) -> bool:
+    """Integers that int64 holds (the compiled writer's index column)."""
+    return (
+        isinstance(values, np.ndarray)
+        and values.ndim == 1
+        and values.dtype.kind in "iu"
+        and (values.dtype.kind == "i" or values.dtype.itemsize < 8)
+    )
+
+
 def csv_lines(columns: Sequence, sep: str = ",") -> bytes:
     """Rows of ``sep``-separated fields, each line ending in a newline.
 
@@ -351,6 +370,15 @@ def csv_lines(columns: Sequence, sep: str = ",") -> bytes:
     or sequences of strings (written as given: quote them first where needed).
     Neighbouring float64 columns are formatted together.
     """
+    if (
+        _compiled is not None
+        and sep == ","
+        and len(columns) > 1
+        and _is_integer_index(columns[0])
+        and all(_is_float64(c) for c in columns[1:])
+    ):  # an object table: integer IDs and float64 values (compiled, GIL released)
+        values = np.stack(columns[1:], axis=1)
+        return _compiled.csv_rows(columns[0].astype(np.int64), values)
     n = len(columns[0])
     pieces = []
     i = 0

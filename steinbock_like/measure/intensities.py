@@ -301,19 +301,32 @@ class RunSums:
         ``index`` and ``values`` are the same band (same shape), beginning at row
         ``start`` of the image.
         """
+        return self.sums_many(start, index, [values])[0]
+
+    def sums_many(self, start: int, index: np.ndarray, channels: Sequence) -> np.ndarray:
+        """:meth:`sums` of several channels (same band), shape ``(len(channels), N + 1)``;
+        the compiled kernel sums them together, four at a time."""
         starts, labels = self.runs(start, index)
-        if not len(starts):
-            return np.zeros(self.size)
-        flat = np.ascontiguousarray(values).ravel()
-        if _run_sums is not None and flat.dtype.isnative and flat.dtype.char in _KERNEL_TYPES:
+        out = np.zeros((len(channels), self.size))
+        if not len(starts) or not len(channels):
+            return out
+        flats = [np.ascontiguousarray(values).ravel() for values in channels]
+        dtype = flats[0].dtype
+        if (
+            _run_sums is not None
+            and dtype.isnative
+            and dtype.char in _KERNEL_TYPES
+            and all(flat.dtype == dtype for flat in flats)
+        ):
             if labels.dtype != np.uint32:
                 labels = labels.astype(np.int64)
-            out = np.zeros(self.size)
-            _run_sums.run_sums(flat, starts, labels, out)  # releases the GIL
+            _run_sums.run_sums(flats, starts, labels, out)  # releases the GIL
             return out
-        # float64 first: reduceat is slower when it casts as it goes
-        per_run = np.add.reduceat(flat.astype(np.float64), starts)
-        return np.bincount(labels, weights=per_run, minlength=self.size)
+        for row, flat in zip(out, flats, strict=True):
+            # float64 first: reduceat is slower when it casts as it goes
+            per_run = np.add.reduceat(flat.astype(np.float64), starts)
+            row[:] = np.bincount(labels, weights=per_run, minlength=self.size)
+        return out
 
 
 def aggregate_channel(

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -122,15 +123,38 @@ class RunRecorder:
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:
     """Installed versions of ``names`` plus Python and steinbock-like."""
-    from importlib import metadata as importlib_metadata  # slow to import: only when used
-
     from steinbock_like import __version__
 
     versions = {"steinbock-like": __version__, "python": platform.python_version()}
+    installed = _dist_info_versions()
     for name in names:
-        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
-            versions[name] = importlib_metadata.version(name)
+        version = installed.get(_normalized(name))
+        if version is None:  # not found by name: ask importlib (slow to import)
+            from importlib import metadata as importlib_metadata
+
+            with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+                version = importlib_metadata.version(name)
+        if version is not None:
+            versions[name] = version
     return versions
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _dist_info_versions() -> dict[str, str]:
+    """``{normalized name: version}`` from the ``NAME-VERSION.dist-info`` folders on
+    ``sys.path`` (the first found wins, as for imports): what importlib.metadata
+    reads, without the ~12 ms its import costs at every start."""
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        with contextlib.suppress(OSError):
+            for item in os.scandir(entry or "."):
+                if item.name.endswith(".dist-info") and "-" in item.name:
+                    name, _, version = item.name[: -len(".dist-info")].rpartition("-")
+                    found.setdefault(_normalized(name), version)
+    return found
 
 
 def jsonable(value: Any) -> Any:

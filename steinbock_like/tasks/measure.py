@@ -104,17 +104,21 @@ class IntensitiesTask:
 
         def reduce(group: list[int]) -> dict:
             out = {}
-            if mapped is not None:  # channels used in place (memory maps)
-                for channel in group:
-                    values = mapped.channel(channel, check=False)
-                    out[channel] = [
-                        run.sums(0, idx, values) for run, idx in zip(runs, indexes, strict=True)
+            if mapped is not None:  # channels used in place (memory maps), 4 at a time
+                for first in range(0, len(group), 4):
+                    some = group[first : first + 4]
+                    values = [mapped.channel(channel, check=False) for channel in some]
+                    sums = [
+                        run.sums_many(0, idx, values)
+                        for run, idx in zip(runs, indexes, strict=True)
                     ]
-                    # every pixel is in a run (background included): a NaN or an
-                    # infinity anywhere shows in the sums (finite float32 values
-                    # cannot overflow a float64 sum)
-                    if not np.isfinite(out[channel][0]).all():
-                        mapped.check(values)
+                    for i, channel in enumerate(some):
+                        out[channel] = [per_mask[i] for per_mask in sums]
+                        # every pixel is in a run (background included): a NaN or an
+                        # infinity anywhere shows in the sums (finite float32 values
+                        # cannot overflow a float64 sum)
+                        if not np.isfinite(out[channel][0]).all():
+                            mapped.check(values[i])
                     del values
                 return out
             with ChannelBands(img) as reader:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steinbock_like.errors import SteinbockLikeError
-from steinbock_like.io.remote import ImageCache
 from steinbock_like.runner import Job
+
+if TYPE_CHECKING:  # urllib and http are slow to import: only where images are listed
+    from steinbock_like.io.remote import ImageCache
 
 SOURCES = "sources"
 
