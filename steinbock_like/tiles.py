@@ -283,6 +283,18 @@ class ArrayRegions:
             yield self.image[rows, :, channel] if self.image.ndim == 3 else self.image[rows]
 
 
+def cluster_workers() -> int:
+    """The number of workers of the dask cluster running the current task; 0 where
+    the caller is not a dask task."""
+    try:
+        from distributed import get_client, get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return 0
+    return len(get_client().scheduler_info().get("workers", {}))
+
+
 def distributed_map(
     function: Callable, items: Iterable, *, workers_seen: set[str] | None = None
 ) -> Iterator:

@@ -299,6 +299,41 @@ def test_tiles_of_one_large_image_spread_over_the_workers(
     assert (info["tiles"], info["tiles_skipped"], info["tile_workers"]) == (3, 0, 2)
 
 
+def test_large_image_intensities_spread_channel_groups_over_the_workers(cluster, tmp_path, capsys):
+    import tifffile
+
+    from steinbock_like.tasks.measure import SPREAD_PIXELS
+
+    rng = np.random.default_rng(8)
+    size = 2100  # over SPREAD_PIXELS: measured in channel groups on a cluster
+    assert size * size > SPREAD_PIXELS
+    image = rng.integers(0, 1000, (5, size, size), dtype=np.uint16)
+    mask = np.repeat(np.repeat(rng.integers(0, 3000, (size // 7, size // 7)), 7, 0), 7, 1)
+    rings = mask.copy()
+    rings[::2] = 0
+    for name in ("local", "dask"):
+        root = tmp_path / name
+        (root / "img").mkdir(parents=True)
+        tifffile.imwrite(root / "img" / "big.tiff", image)
+        for folder, labels in (("masks", mask), ("rings", rings)):
+            (root / folder).mkdir()
+            write_mask(root / folder / "big.tiff", labels.astype(np.uint16))
+        (root / "panel.csv").write_text(
+            "channel,name,keep\n" + "".join(f"c{i},m{i},{int(i != 1)}\n" for i in range(5))
+        )
+    args = ["measure", "intensities", "--compartment", "rings=rings"]
+    assert run("--data", tmp_path / "local", *args) == 0
+    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
+    assert code == 0, capsys.readouterr().err
+    table = "intensities/big.csv"
+    assert outputs(tmp_path / "dask")[table] == outputs(tmp_path / "local")[table]
+    header = (tmp_path / "dask" / table).read_text().splitlines()[0]
+    assert header == "Object,m0,m2,m3,m4,m0_rings,m2_rings,m3_rings,m4_rings"
+    metadata = json.loads((tmp_path / "dask" / "intensities" / "run_metadata.json").read_text())
+    info = metadata["images"]["big"]["info"]
+    assert (info["channel_groups"], info["channel_workers"]) == (2, 2)
+
+
 def test_native_classifier_tiles_spread_over_the_workers(refdata, cluster, tmp_path, capsys):
     for name in ("local", "dask"):
         root = tmp_path / name

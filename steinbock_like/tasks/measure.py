@@ -3,11 +3,14 @@
 Images are read one channel at a time, in bands of rows; masks are read whole
 and renumbered in place (1..N), so memory is about one mask plus one band.
 Compartment masks (inputs ``compartment:NAME``) share the cell IDs of the main
-mask and add columns suffixed ``_NAME``.
+mask and add columns suffixed ``_NAME``. On a dask cluster a large image's
+intensities are measured in channel groups spread over the workers
+(:func:`steinbock_like.tiles.distributed_map`), each reading the masks itself.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +24,9 @@ from steinbock_like.runner import Job, threads_per_worker
 COMPARTMENT_PREFIX = "compartment:"
 #: Threads of one intensities job at most (memory: a band each; the GIL limits gains)
 MAX_THREADS = 8
+#: Images over this many pixels measured on a dask cluster are split into channel
+#: groups spread over its workers
+SPREAD_PIXELS = 1 << 22
 
 
 def _compartments(job: Job) -> list[tuple[str, object]]:
@@ -60,11 +66,43 @@ class IntensitiesTask:
             self.panel = PanelRows.from_table(self.panel)
 
     def __call__(self, job: Job) -> dict:
+        from steinbock_like.tiles import cluster_workers, distributed_map
+
         img = job.inputs["img"]
         num_channels, height, width = image_shape(img)
         rows = self.panel.for_image(num_channels, img)
         channels = [i for i, k in enumerate(rows.keep) if k]
         names = [rows.name[i] for i in channels]
+        info = {}
+        groups = min(cluster_workers(), len(channels)) if height * width > SPREAD_PIXELS else 1
+        if groups > 1:
+            # a large image on a dask cluster: channel groups over the workers, each
+            # reading the masks once (per-object sums need no spatial tiles)
+            workers_seen: set[str] = set()
+            parts = list(
+                distributed_map(
+                    functools.partial(self._measure, job),
+                    [channels[i::groups] for i in range(groups)],
+                    workers_seen=workers_seen,
+                )
+            )
+            ids, suffixes = parts[0][:2]
+            values = {channel: v for part in parts for channel, v in part[2].items()}
+            info = {"channel_groups": groups, "channel_workers": len(workers_seen)}
+        else:
+            ids, suffixes, values = self._measure(job, channels)
+        columns = {}
+        for m, suffix in enumerate(suffixes):
+            for channel, name in zip(channels, names, strict=True):
+                columns[f"{name}{suffix}"] = values[channel][m]
+        threads = min(threads_per_worker(1, self.threads), MAX_THREADS)
+        write_object_columns(job.outputs["table"], ids, columns, threads=threads)
+        return {"objects": int(len(ids)), "channels": len(names), **info}
+
+    def _measure(self, job: Job, channels: list[int]) -> tuple:
+        """``(ids, suffixes, {channel: [values per mask]})`` of some channels."""
+        img = job.inputs["img"]
+        _, height, width = image_shape(img)
         # bands of about 4 Mi pixels: each thread holds one, and its float64 copy
         band = band_rows(width, BAND_PIXELS // 4)
         ids, index = _read_indexed_mask(job.inputs["mask"], (height, width), rows=band)
@@ -79,14 +117,7 @@ class IntensitiesTask:
             values = self._sums(img, channels, indexes, len(ids), band)
         else:
             values = self._accumulated(img, channels, indexes, len(ids), band)
-        del index, indexes  # the masks: no longer needed while the table is written
-        columns = {}
-        for m, suffix in enumerate(suffixes):
-            for channel, name in zip(channels, names, strict=True):
-                columns[f"{name}{suffix}"] = values[channel][m]
-        threads = min(threads_per_worker(1, self.threads), MAX_THREADS)
-        write_object_columns(job.outputs["table"], ids, columns, threads=threads)
-        return {"objects": int(len(ids)), "channels": len(names)}
+        return ids, suffixes, values
 
     def _sums(self, img, channels, indexes, num_objects, band) -> dict:
         """Per channel, per mask: the objects' sums or means (run sums, in threads)."""
