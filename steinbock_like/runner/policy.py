@@ -92,6 +92,11 @@ def _first_input(job: Job) -> Path | str:
     return next(iter(job.inputs.values()), job.name)
 
 
+def _check_exclusive(overwrite: bool, resume: bool) -> None:
+    if overwrite and resume:
+        raise SteinbockLikeError("--overwrite and --resume exclude each other: choose one")
+
+
 def check_outputs(
     jobs: Sequence[Job],
     *,
@@ -109,8 +114,7 @@ def check_outputs(
     OutputExistsError
         If outputs exist and neither ``overwrite`` nor ``resume`` is set.
     """
-    if overwrite and resume:
-        raise SteinbockLikeError("--overwrite and --resume exclude each other: choose one")
+    _check_exclusive(overwrite, resume)
     existing = [path for job in jobs for path in job.outputs.values() if path.exists()]
     existing += [path for path in extra if path.exists()]
     if not existing:
@@ -154,8 +158,7 @@ def check_single_output(
     OutputExistsError
         If it exists and neither ``overwrite`` nor ``resume`` is set.
     """
-    if overwrite and resume:
-        raise SteinbockLikeError("--overwrite and --resume exclude each other: choose one")
+    _check_exclusive(overwrite, resume)
     if path.is_dir() and not directory_ok:
         raise OutputExistsError(f"{path} is a directory: give a file name")
     if not path.exists() or overwrite:
