@@ -13,9 +13,9 @@ labels along the rows of a band are found once per mask, and each channel is the
 summed run by run and the few runs added up per object: by a small compiled kernel
 (``_run_sums.c``, built at installation where a C compiler is available; four
 channels at a time, GIL released: ~0.6 ms per channel of 1 Mpx) or else by
-``np.add.reduceat`` and ``np.bincount`` (~2.4 ms). Float32 values summed in float64 are exact whatever the
-order (for image values within 2**29 of each other's scale), so both give the same
-bits, equal to the per-pixel sum.
+``np.add.reduceat`` and ``np.bincount`` (~2.4 ms). Float32 values summed in float64
+are exact whatever the order (for image values within 2**29 of each other's
+scale), so both give the same bits, equal to the per-pixel sum.
 """
 
 from __future__ import annotations

@@ -16,19 +16,24 @@ CLAHE), :mod:`.tiling` (tiles and blending), :mod:`.model` (the network),
 :mod:`.segmenter` (the pipeline).
 """
 
-from steinbock_like.segment.mesmer.inputs import mesmer_input
-from steinbock_like.segment.mesmer.postprocess import (
-    NUCLEAR_PARAMS,
-    WHOLE_CELL_PARAMS,
-    WatershedParams,
-)
-from steinbock_like.segment.mesmer.segmenter import COMPARTMENTS, MesmerSegmenter
+import importlib
 
-__all__ = [
-    "COMPARTMENTS",
-    "NUCLEAR_PARAMS",
-    "WHOLE_CELL_PARAMS",
-    "MesmerSegmenter",
-    "WatershedParams",
-    "mesmer_input",
-]
+# Loaded on first use: the command line imports .inputs (light) without the network,
+# scipy.signal and the rest, which only the process that segments needs.
+_EXPORTS = {
+    "mesmer_input": "inputs",
+    "NUCLEAR_PARAMS": "postprocess",
+    "WHOLE_CELL_PARAMS": "postprocess",
+    "WatershedParams": "postprocess",
+    "COMPARTMENTS": "segmenter",
+    "MesmerSegmenter": "segmenter",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
