@@ -344,3 +344,9 @@ def _pop_result(pending, workers_seen: set[str] | None):
 
 def _prefix(label: str) -> str:
     return f"{label}: " if label else ""
+
+
+def tile_edges(tile: Tile, shape: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
+    """Whether the top, bottom, left and right sides of ``tile.outer`` are the image border."""
+    y0, y1, x0, x1 = tile.outer
+    return (y0 == 0, y1 == shape[0], x0 == 0, x1 == shape[1])

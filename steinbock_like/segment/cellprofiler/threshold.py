@@ -118,7 +118,12 @@ def global_threshold(image: np.ndarray, params: ThresholdParams) -> float:
         raise SteinbockLikeError(f"threshold method {params.method!r} is not supported natively")
     if conversion is not None:
         threshold = float(centrosome.threshold.inverse_log_transform(threshold, conversion))
-    threshold *= float(params.correction_factor)
+    return corrected_threshold(threshold, params)
+
+
+def corrected_threshold(threshold: float, params: ThresholdParams) -> float:
+    """An automatic threshold times the correction factor, clipped to the bounds."""
+    threshold = float(threshold) * float(params.correction_factor)
     return min(max(threshold, float(params.lower_bound)), float(params.upper_bound))
 
 
