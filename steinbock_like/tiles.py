@@ -136,9 +136,17 @@ def stitch_tile(
     next_label: int,
     *,
     max_shared_fraction: float = 0.5,
+    linked: Iterable[tuple[np.ndarray, np.ndarray]] = (),
 ) -> int:
-    """Copy the objects ``tile`` owns into ``output`` (in place); returns the next free label."""
+    """Copy the objects ``tile`` owns into ``output`` (in place); returns the next free label.
+
+    ``linked`` holds (output, labels) pairs of other object sets of the tile numbered
+    like ``labels`` (the nuclei of cells, say): the namesakes of each object copied are
+    copied too (into their free pixels), with the same new number, so that the IDs keep
+    matching after stitching.
+    """
     oy0, _, ox0, _ = tile.outer
+    others = [(out, other, ndimage.find_objects(other)) for out, other in linked]
     for object_id, (rows, cols) in owned_objects(labels, tile):
         pixels = labels[rows, cols] == object_id
         target = output[oy0 + rows.start : oy0 + rows.stop, ox0 + cols.start : ox0 + cols.stop]
@@ -147,6 +155,16 @@ def stitch_tile(
         if num_taken > max_shared_fraction * np.count_nonzero(pixels):
             continue
         target[pixels & ~taken] = next_label
+        for out, other, boxes in others:
+            box = boxes[object_id - 1] if object_id <= len(boxes) else None
+            if box is not None:
+                box_rows, box_cols = box
+                part = other[box] == object_id
+                dest = out[
+                    oy0 + box_rows.start : oy0 + box_rows.stop,
+                    ox0 + box_cols.start : ox0 + box_cols.stop,
+                ]
+                dest[part & (dest == 0)] = next_label
         next_label += 1
     return next_label
 
@@ -171,6 +189,7 @@ def segment_in_tiles(
     dtype=np.uint32,
     info: TilingInfo | None = None,
     label: str = "",
+    linked: dict[str, str] | None = None,
 ) -> tuple[dict[str, np.ndarray], TilingInfo]:
     """Segment overlapping tiles and stitch their label images.
 
@@ -194,6 +213,10 @@ def segment_in_tiles(
         Filled in and returned (e.g. one whose ``workers`` a mapper fills).
     label : str
         The image's name, for the progress lines.
+    linked : dict of str to str, optional
+        Label images numbered like another one (e.g. ``{"nuclei": "cells"}``): taken
+        from the tile that owns the object of that number in the other, and numbered
+        as it is there (see :func:`stitch_tile`).
 
     Returns
     -------
@@ -203,6 +226,7 @@ def segment_in_tiles(
     """
     tiles = plan_tiles(shape, tile_size, margin, align, even=even)
     info = info or TilingInfo()
+    linked = linked or {}
     info.tiles = len(tiles)
     todo = []
     for tile in tiles:
@@ -220,22 +244,42 @@ def segment_in_tiles(
     results = (mapper or map)(segment_region, todo)
     for number, (tile, result) in enumerate(zip(todo, results, strict=True), start=1):
         logger.info("%stile %d/%d: %s", _prefix(label), number, len(todo), tile.outer)
-        for name, labels in result.items():
+        for name in result:
             if name not in outputs:
                 outputs[name] = np.zeros(shape, dtype=dtype)
                 next_labels[name] = 1
-            next_labels[name] = stitch_tile(outputs[name], labels, tile, next_labels[name])
+        for name, labels in result.items():
+            if name in linked:
+                continue
+            pairs = [
+                (outputs[other], result[other]) for other in result if linked.get(other) == name
+            ]
+            next_labels[name] = stitch_tile(
+                outputs[name], labels, tile, next_labels[name], linked=pairs
+            )
     for name, output in outputs.items():
-        outputs[name] = _renumber(output)
+        if name not in linked:
+            if any(owner == name for owner in linked.values()):
+                present = _present_labels(output)
+                for other, owner in linked.items():
+                    if owner == name and other in outputs:
+                        outputs[other] = _renumber(outputs[other], present)
+            outputs[name] = _renumber(output)
     return outputs, info
 
 
-def _renumber(labels: np.ndarray) -> np.ndarray:
-    """Close gaps left by objects that lost all their pixels (keeps order; in place)."""
-    present = _present_labels(labels)
-    if present.size == 0 or present[-1] == present.size:
-        return labels
-    lookup = np.zeros(int(present[-1]) + 1, dtype=labels.dtype)
+def _renumber(labels: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Close gaps left by objects that lost all their pixels (keeps order; in place).
+
+    With ``present`` (the labels of the image this one is linked to), numbers as that
+    image is numbered; labels not in ``present`` become 0.
+    """
+    if present is None:
+        present = _present_labels(labels)
+        if present.size == 0 or present[-1] == present.size:
+            return labels
+    top = max(int(labels.max(initial=0)), int(present[-1]) if present.size else 0)
+    lookup = np.zeros(top + 1, dtype=labels.dtype)
     lookup[present] = np.arange(1, present.size + 1, dtype=labels.dtype)
     for rows in _row_bands(labels):
         labels[rows] = lookup[labels[rows]]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 from cli_helpers import run
+from scipy import ndimage
 from test_tiles import split_objects
 
 from steinbock_like.io.masks import read_mask
@@ -177,3 +178,42 @@ def test_cli_tiles_large_images_and_skips_empty_tiles(tmp_path):
     assert mask.shape == (240, 480) and not mask[:, :295].any()
     assert info["objects"] == len(np.unique(mask)) - 1 >= 300
     assert object_f1(whole, mask) >= 0.999
+
+
+def test_nuclei_keep_the_numbers_of_their_cells(probabilities, steps):
+    names = ["ScaledCells", "FilteredScaledNuclei"]
+    whole = native.execute_steps(probabilities, steps, skip=tiled.TAIL_STEPS).objects
+    objects, _ = tiled.segment_objects_tiled(probabilities, steps, names, tile_size=TILE)
+    cells, nuclei = objects["ScaledCells"], objects["FilteredScaledNuclei"]
+    assert nuclei.max() > 400 and object_f1(whole[names[1]].segmented, nuclei) >= 0.999
+    assert object_f1(whole[names[0]].segmented, cells) >= 0.999
+    # as in the whole-image run, each nucleus lies in the cell of its own number
+    inside = nuclei > 0
+    assert np.array_equal(cells[inside], nuclei[inside])
+    assert np.array_equal(np.unique(nuclei), np.unique(cells))
+
+
+def test_linked_labels_are_stitched_with_their_owners_numbers():
+    from steinbock_like.tiles import segment_in_tiles
+
+    rng = np.random.default_rng(2)
+    cells = np.zeros((200, 300), np.int32)
+    for label, (y, x) in enumerate(rng.integers(5, 185, size=(40, 2)), start=1):
+        cells[y : y + 12, x % 285 : x % 285 + 12] = label
+    nuclei = np.where(ndimage.binary_erosion(cells > 0, iterations=3), cells, 0)
+
+    def segment(tile):
+        crop = cells[tile.outer_slices]
+        # per tile, numbers start again at 1 (in a shuffled order)
+        present = np.unique(crop[crop > 0])
+        lookup = np.zeros(cells.max() + 1, np.int32)
+        lookup[present] = rng.permutation(present.size) + 1
+        return {"cells": lookup[crop], "nuclei": lookup[nuclei[tile.outer_slices]]}
+
+    labels, _ = segment_in_tiles(
+        segment, cells.shape, tile_size=100, margin=30, linked={"nuclei": "cells"}
+    )
+    stitched, stitched_nuclei = labels["cells"], labels["nuclei"]
+    assert same_partition(cells, stitched) and same_partition(nuclei, stitched_nuclei)
+    inside = stitched_nuclei > 0
+    assert inside.sum() > 1000 and np.array_equal(stitched[inside], stitched_nuclei[inside])

@@ -232,19 +232,20 @@ def _streamed_otsu(bands, params) -> float:
 class TileRunner:
     """Runs the pipeline on one tile's crop (picklable: sent to dask workers).
 
-    Called with ``(tile, crop)``; returns ``{"mask": objects}`` in the crop's frame.
+    Called with ``(tile, crop)``; returns the object sets named ``objects`` (their
+    final labels) in the crop's frame.
     """
 
     steps: tuple
     image_shape: tuple[int, int]
     thresholds: dict
-    objects: str
+    objects: tuple[str, ...]
 
     def __call__(self, item) -> dict[str, np.ndarray]:
         tile, crop = item
         region = self.region(tile)
         space = execute_steps(crop, self.steps, region, skip=TAIL_STEPS)
-        return {"mask": space.objects[self.objects].segmented}
+        return {name: space.objects[name].segmented for name in self.objects}
 
     def region(self, tile: slide_tiles.Tile) -> Region:
         edges = slide_tiles.tile_edges(tile, self.image_shape)
@@ -269,14 +270,7 @@ class TileRunner:
 
 
 def run_steps_tiled(
-    probabilities: np.ndarray,
-    steps: Sequence[Step],
-    *,
-    tile_size: int = DEFAULT_TILE_SIZE,
-    margin: int | None = None,
-    skip_empty: bool = True,
-    distribute: bool = False,
-    label: str = "",
+    probabilities: np.ndarray, steps: Sequence[Step], **options
 ) -> tuple[np.ndarray, slide_tiles.TilingInfo]:
     """Run a native pipeline on a large probability image in overlapping tiles.
 
@@ -286,6 +280,51 @@ def run_steps_tiled(
         Pixel-classification probabilities (uint16 YXC).
     steps : sequence of steps
         A pipeline without :func:`tiling_blockers`.
+    **options
+        ``tile_size``, ``margin``, ``skip_empty``, ``distribute``, ``label``: see
+        :func:`segment_objects_tiled`.
+
+    Returns
+    -------
+    ndarray of uint16
+        The saved mask (numbered 1..N in tile order).
+    TilingInfo
+        Tiles planned and skipped.
+    """
+    chain = saved_objects(steps)
+    if chain is None:
+        raise ValueError("pipeline cannot be tiled: " + "; ".join(tiling_blockers(steps)))
+    name, resizes = chain
+    objects, info = segment_objects_tiled(probabilities, steps, [name], **options)
+    mask = objects[name]
+    for step in resizes:
+        mask = resize_labels(mask, step.factor, step.size)
+    return as_mask(mask), info
+
+
+def segment_objects_tiled(
+    probabilities: np.ndarray,
+    steps: Sequence[Step],
+    names: Sequence[str],
+    *,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    margin: int | None = None,
+    skip_empty: bool = True,
+    distribute: bool = False,
+    label: str = "",
+) -> tuple[dict[str, np.ndarray], slide_tiles.TilingInfo]:
+    """Object sets of a pipeline on a large probability image, in overlapping tiles.
+
+    Parameters
+    ----------
+    probabilities : ndarray, shape (Y, X, C)
+        Pixel-classification probabilities (uint16 YXC).
+    steps : sequence of steps
+        A pipeline without :func:`tiling_blockers`.
+    names : sequence of str
+        Object sets to return, e.g. ``["ScaledCells", "FilteredScaledNuclei"]``. The
+        first decides which tile an object comes from; the others are numbered like it
+        (a nucleus keeps the number of the cell grown from it).
     tile_size : int
         Largest tile core in pixels.
     margin : int, optional
@@ -299,8 +338,8 @@ def run_steps_tiled(
 
     Returns
     -------
-    ndarray of uint16
-        The saved mask (numbered 1..N in tile order).
+    dict of str to ndarray of uint32
+        Labels (Y, X) per name, numbered 1..N in tile order.
     TilingInfo
         Tiles planned and skipped.
     """
@@ -311,8 +350,8 @@ def run_steps_tiled(
         raise ValueError(f"probabilities must be YXC, got shape {probabilities.shape}")
     source = slide_tiles.ArrayRegions(probabilities)
     shape = source.shape
-    objects, resizes = saved_objects(steps)
-    runner = TileRunner(tuple(steps), shape, pipeline_thresholds(source, steps), objects)
+    thresholds = pipeline_thresholds(source, steps)
+    runner = TileRunner(tuple(steps), shape, thresholds, tuple(names))
     info = slide_tiles.TilingInfo()
 
     def read(tile):
@@ -334,10 +373,8 @@ def run_steps_tiled(
         mapper=mapper,
         info=info,
         label=label,
+        linked={name: names[0] for name in names[1:]},
     )
-    mask = labels.get("mask")
-    if mask is None:  # every tile skipped
-        mask = np.zeros(shape, np.uint32)
-    for step in resizes:
-        mask = resize_labels(mask, step.factor, step.size)
-    return as_mask(mask), info
+    for name in names:  # every tile skipped: no objects
+        labels.setdefault(name, np.zeros(shape, np.uint32))
+    return labels, info
