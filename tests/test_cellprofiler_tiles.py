@@ -217,3 +217,46 @@ def test_linked_labels_are_stitched_with_their_owners_numbers():
     assert same_partition(cells, stitched) and same_partition(nuclei, stitched_nuclei)
     inside = stitched_nuclei > 0
     assert inside.sum() > 1000 and np.array_equal(stitched[inside], stitched_nuclei[inside])
+
+
+def _li_reference(values):
+    """li_threshold as it was before it saved copies (the straightforward form)."""
+    data = np.asarray(values).ravel()
+    data = data[~np.isnan(data)]
+    if np.all(data == data[0]):
+        return float(data[0])
+    data = data[np.isfinite(data)]
+    tolerance = max(float(np.min(np.diff(np.unique(data)))) / 2, 0.5 / 65536)
+    data_min = np.min(data)
+    data = data - data_min
+    t_next, t_current = np.mean(data), -2 * tolerance
+    while abs(t_next - t_current) > tolerance:
+        t_current = t_next
+        foreground = data > t_current
+        high, low = np.mean(data[foreground]), np.mean(data[~foreground])
+        with np.errstate(divide="ignore"):
+            t_next = (low - high) / (np.log(low) - np.log(high))
+    return float(t_next + data_min)
+
+
+def test_memory_saving_li_threshold_gives_the_same_value():
+    from steinbock_like.segment.cellprofiler import threshold
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        values = rng.random(tuple(rng.integers(2, 50, 2))).astype(np.float32) ** 2
+        if trial % 4 == 1:
+            values = (np.round(values * 40) / 40).astype(np.float32)  # many ties
+        elif trial % 4 == 2:
+            values[rng.random(values.shape) < 0.1] = np.nan
+            values[rng.random(values.shape) < 0.05] = np.inf
+        elif trial % 4 == 3:
+            values = values[:, ::2]  # not contiguous
+        original = values.copy()
+        expected = _li_reference(values)
+        assert threshold.li_threshold(values) == expected
+        assert np.array_equal(values, original, equal_nan=True)  # left alone
+        assert threshold.li_threshold(values.copy(), overwrite=True) == expected
+    values = rng.random((300, 400)).astype(np.float32) ** 3
+    steps = np.min(np.diff(np.unique(values)))
+    assert threshold._smallest_step(values, chunk=1000) == float(steps)

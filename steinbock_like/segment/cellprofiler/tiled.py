@@ -202,7 +202,7 @@ def pipeline_thresholds(
             for band in image_bands(source, steps, name, band_pixels=band_pixels):
                 plane[start : start + band.shape[0]] = band
                 start += band.shape[0]
-            thresholds[index] = global_threshold(plane, params)
+            thresholds[index] = global_threshold(plane, params, overwrite=True)
             del plane
     return thresholds
 
