@@ -137,13 +137,16 @@ def stitch_tile(
     *,
     max_shared_fraction: float = 0.5,
     linked: Iterable[tuple[np.ndarray, np.ndarray]] = (),
+    keys: np.ndarray | None = None,
+    assigned: list | None = None,
 ) -> int:
     """Copy the objects ``tile`` owns into ``output`` (in place); returns the next free label.
 
     ``linked`` holds (output, labels) pairs of other object sets of the tile numbered
     like ``labels`` (the nuclei of cells, say): the namesakes of each object copied are
     copied too (into their free pixels), with the same new number, so that the IDs keep
-    matching after stitching.
+    matching after stitching. With ``keys`` (per label of ``labels``), the key of each
+    object copied is appended to ``assigned`` (one per new label, in order).
     """
     oy0, _, ox0, _ = tile.outer
     others = [(out, other, ndimage.find_objects(other)) for out, other in linked]
@@ -165,6 +168,8 @@ def stitch_tile(
                     ox0 + box_cols.start : ox0 + box_cols.stop,
                 ]
                 dest[part & (dest == 0)] = next_label
+        if keys is not None and assigned is not None:
+            assigned.append(keys[object_id])
         next_label += 1
     return next_label
 
@@ -197,7 +202,10 @@ def segment_in_tiles(
     ----------
     segment_region : callable
         ``segment_region(tile)`` returns a dict of label images (one per
-        compartment) of the shape of ``tile.outer``.
+        compartment) of the shape of ``tile.outer``; a value may instead be a pair
+        ``(labels, keys)``, ``keys[k]`` a global sort key of object ``k`` (e.g. the
+        raster index of its seed in the image): those objects are then numbered by
+        ascending key, as a whole-image run that numbers them so would.
     shape : (int, int)
         Image shape (Y, X).
     tile_size, margin, align, even
@@ -221,7 +229,7 @@ def segment_in_tiles(
     Returns
     -------
     dict of str to ndarray of uint32
-        Stitched labels, numbered 1..n in tile order.
+        Stitched labels, numbered 1..n in tile order (or key order).
     TilingInfo
     """
     tiles = plan_tiles(shape, tile_size, margin, align, even=even)
@@ -241,46 +249,73 @@ def segment_in_tiles(
         )
     outputs: dict[str, np.ndarray] = {}
     next_labels: dict[str, int] = {}
+    assigned: dict[str, list] = {}
     results = (mapper or map)(segment_region, todo)
     for number, (tile, result) in enumerate(zip(todo, results, strict=True), start=1):
         logger.info("%stile %d/%d: %s", _prefix(label), number, len(todo), tile.outer)
+        result = {
+            name: value if isinstance(value, tuple) else (value, None)
+            for name, value in result.items()
+        }
         for name in result:
             if name not in outputs:
                 outputs[name] = np.zeros(shape, dtype=dtype)
                 next_labels[name] = 1
-        for name, labels in result.items():
+                assigned[name] = []
+        for name, (labels, keys) in result.items():
             if name in linked:
                 continue
             pairs = [
-                (outputs[other], result[other]) for other in result if linked.get(other) == name
+                (outputs[other], result[other][0]) for other in result if linked.get(other) == name
             ]
             next_labels[name] = stitch_tile(
-                outputs[name], labels, tile, next_labels[name], linked=pairs
+                outputs[name],
+                labels,
+                tile,
+                next_labels[name],
+                linked=pairs,
+                keys=keys,
+                assigned=assigned[name],
             )
     for name, output in outputs.items():
-        if name not in linked:
-            if any(owner == name for owner in linked.values()):
-                present = _present_labels(output)
-                for other, owner in linked.items():
-                    if owner == name and other in outputs:
-                        outputs[other] = _renumber(outputs[other], present)
-            outputs[name] = _renumber(output)
+        if name in linked:
+            continue
+        present = _present_labels(output)
+        keys = np.asarray(assigned[name]) if assigned[name] else None
+        lookup = _new_numbers(present, keys, output.dtype)
+        for other, owner in linked.items():
+            if owner == name and other in outputs:
+                outputs[other] = _relabel(outputs[other], lookup)
+        if keys is not None or present.size != (present[-1] if present.size else 0):
+            outputs[name] = _relabel(output, lookup)
     return outputs, info
 
 
-def _renumber(labels: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
-    """Close gaps left by objects that lost all their pixels (keeps order; in place).
+def _renumber(labels: np.ndarray) -> np.ndarray:
+    """Close gaps left by objects that lost all their pixels (keeps order; in place)."""
+    present = _present_labels(labels)
+    if present.size == 0 or present[-1] == present.size:
+        return labels
+    return _relabel(labels, _new_numbers(present, None, labels.dtype))
 
-    With ``present`` (the labels of the image this one is linked to), numbers as that
-    image is numbered; labels not in ``present`` become 0.
+
+def _new_numbers(present: np.ndarray, keys: np.ndarray | None, dtype) -> np.ndarray:
+    """Lookup table: the ``present`` labels numbered 1..n in label order or by ``keys``.
+
+    ``keys[label - 1]`` is the key of label ``label``.
     """
-    if present is None:
-        present = _present_labels(labels)
-        if present.size == 0 or present[-1] == present.size:
-            return labels
-    top = max(int(labels.max(initial=0)), int(present[-1]) if present.size else 0)
-    lookup = np.zeros(top + 1, dtype=labels.dtype)
-    lookup[present] = np.arange(1, present.size + 1, dtype=labels.dtype)
+    lookup = np.zeros(int(present[-1]) + 1 if present.size else 1, dtype=dtype)
+    if keys is not None and present.size:
+        present = present[np.argsort(keys[present - 1], kind="stable")]
+    lookup[present] = np.arange(1, present.size + 1, dtype=dtype)
+    return lookup
+
+
+def _relabel(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Apply ``lookup`` band by band (in place); labels beyond it become 0."""
+    top = int(labels.max(initial=0))
+    if top >= lookup.size:
+        lookup = np.concatenate([lookup, np.zeros(top + 1 - lookup.size, lookup.dtype)])
     for rows in _row_bands(labels):
         labels[rows] = lookup[labels[rows]]
     return labels

@@ -70,8 +70,9 @@ def test_tiled_masks_hold_the_whole_image_objects(probabilities, steps):
     # objects do cross the core borders (else the test proves nothing)
     assert np.unique(whole[TILE - 1 : TILE + 1, :]).size > 10
     assert same_partition(whole, mask)  # here even pixel for pixel
-    # numbered 1..N, no gaps
+    # numbered 1..N, no gaps, in the whole-image run's order: the very same mask
     assert mask.max() == len(np.unique(mask)) - 1
+    assert np.array_equal(mask, whole)
 
 
 def test_resize_runs_on_the_stitched_objects(probabilities, steps):
@@ -178,6 +179,7 @@ def test_cli_tiles_large_images_and_skips_empty_tiles(tmp_path):
     assert mask.shape == (240, 480) and not mask[:, :295].any()
     assert info["objects"] == len(np.unique(mask)) - 1 >= 300
     assert object_f1(whole, mask) >= 0.999
+    assert np.array_equal(mask, whole)  # numbered alike, too
 
 
 def test_nuclei_keep_the_numbers_of_their_cells(probabilities, steps):
@@ -260,3 +262,30 @@ def test_memory_saving_li_threshold_gives_the_same_value():
     values = rng.random((300, 400)).astype(np.float32) ** 3
     steps = np.min(np.diff(np.unique(values)))
     assert threshold._smallest_step(values, chunk=1000) == float(steps)
+
+
+def test_stitched_objects_are_numbered_by_their_keys():
+    from steinbock_like.segment.cellprofiler.order import first_pixels
+    from steinbock_like.tiles import segment_in_tiles
+
+    rng = np.random.default_rng(4)
+    foreground = np.zeros((210, 330), bool)
+    for y, x, height, width in rng.integers([0, 0, 2, 2], [200, 320, 11, 11], (90, 4)):
+        foreground[y : y + height, x : x + width] = True
+    whole, count = ndimage.label(foreground)  # numbered by first pixel, raster order
+    extents = [max(r.stop - r.start, c.stop - c.start) for r, c in ndimage.find_objects(whole)]
+    assert count > 50 and max(extents) < 30
+
+    def segment(tile):
+        labels, _ = ndimage.label(foreground[tile.outer_slices])
+        rows, cols = np.divmod(first_pixels(labels), labels.shape[1])
+        keys = (rows + tile.outer[0]) * whole.shape[1] + cols + tile.outer[2]
+        return {"objects": (labels, keys)}
+
+    labels, _ = segment_in_tiles(segment, whole.shape, tile_size=70, margin=30)
+    assert np.array_equal(labels["objects"], whole)
+    # without keys: the same objects, numbered in tile order
+    plain, _ = segment_in_tiles(
+        lambda tile: {"objects": segment(tile)["objects"][0]}, whole.shape, tile_size=70, margin=30
+    )
+    assert same_partition(plain["objects"], whole) and not np.array_equal(plain["objects"], whole)

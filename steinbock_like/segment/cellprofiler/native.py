@@ -34,6 +34,7 @@ import numpy as np
 import scipy.ndimage
 
 from steinbock_like.errors import SteinbockLikeError
+from steinbock_like.segment.cellprofiler.order import seed_order
 from steinbock_like.segment.cellprofiler.propagate import propagate
 from steinbock_like.segment.cellprofiler.threshold import (  # noqa: F401 (steps use them)
     THRESHOLD_LI,
@@ -224,10 +225,14 @@ class Objects:
         The objects after all filtering, numbered 1..N.
     unedited : ndarray of int32
         The labels before border/size filtering and hole filling (propagation seeds).
+    order : ndarray of int64, optional
+        Per ``segmented`` label (index 0 unused), the raster index of the seed it grew
+        from: CellProfiler numbers objects in this order (kept for tiles: :mod:`.tiled`).
     """
 
     segmented: np.ndarray
     unedited: np.ndarray
+    order: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,10 +369,13 @@ def seed_maxima(
     return centrosome.cpmorphology.binary_shrink(maxima)
 
 
-def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.ndarray:
-    """Split touching objects: seeds at maxima, then a watershed inside the foreground."""
+def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary):
+    """Split touching objects: seeds at maxima, then a watershed inside the foreground.
+
+    Returns the divided labels and the seeds (labelled as the objects grown from them).
+    """
     if step.declump_method == DECLUMP_NONE or step.dividing_method == DIVIDE_NONE:
-        return labels
+        return labels, labels
     blurred = declump_smooth(image, step.declump_smoothing_size)
     distance = None
     if step.declump_method == DECLUMP_INTENSITY:
@@ -392,7 +400,7 @@ def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.
     seeds, _ = scipy.ndimage.label(maxima, EIGHT_CONNECTED)
     if step.dividing_method == DIVIDE_PROPAGATE:
         divided, _ = propagate(np.zeros(seeds.shape), seeds, labels != 0, 1.0)
-        return divided.astype(LABEL_DTYPE)
+        return divided.astype(LABEL_DTYPE), seeds
     if step.dividing_method == DIVIDE_INTENSITY:
         landscape = 1 - image
     elif step.dividing_method == DIVIDE_SHAPE:
@@ -401,7 +409,7 @@ def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.
         landscape = -distance - np.min(-distance)
     else:
         raise SteinbockLikeError(f"dividing-line method {step.dividing_method!r} is not supported")
-    return watershed(landscape, seeds, mask=labels != 0).astype(LABEL_DTYPE)
+    return watershed(landscape, seeds, mask=labels != 0).astype(LABEL_DTYPE), seeds
 
 
 def border_values(labels: np.ndarray, edges=None) -> np.ndarray:
@@ -458,7 +466,7 @@ def identify_primary_objects(
             foreground, size_fn=lambda size, is_foreground: size < max_hole_area
         )
     labels, _ = scipy.ndimage.label(foreground, EIGHT_CONNECTED)
-    labels = declump(image, labels.astype(LABEL_DTYPE), step)
+    labels, seeds = declump(image, labels.astype(LABEL_DTYPE), step)
     unedited = labels.copy()
     if step.exclude_border:
         labels = remove_border_objects(labels, region and region.edges)
@@ -466,11 +474,12 @@ def identify_primary_objects(
         labels = remove_by_diameter(labels, step.min_diameter, step.max_diameter)
     if step.fill_holes_after_declump:
         labels = centrosome.cpmorphology.fill_labeled_holes(labels)
+    order = None if region is None else seed_order(seeds, labels)
     labels, count = centrosome.cpmorphology.relabel(labels)
     if step.erase_above_count is not None and count > step.erase_above_count:
         labels = np.zeros_like(labels)
         unedited = np.zeros_like(unedited)
-    return Objects(segmented=labels.astype(LABEL_DTYPE), unedited=unedited)
+    return Objects(segmented=labels.astype(LABEL_DTYPE), unedited=unedited, order=order)
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,7 +499,8 @@ def filter_by_area(objects: Objects, min_area: float | None, max_area: float | N
         keep &= areas <= max_area
     new_ids = np.zeros(count + 1, LABEL_DTYPE)
     new_ids[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=LABEL_DTYPE)
-    return Objects(segmented=new_ids[segmented], unedited=objects.unedited)
+    order = None if objects.order is None else np.append(objects.order[:1], objects.order[1:][keep])
+    return Objects(segmented=new_ids[segmented], unedited=objects.unedited, order=order)
 
 
 def _threshold(image, params: ThresholdParams, region: Region | None, index: int) -> np.ndarray:
@@ -659,7 +669,7 @@ def execute_steps(
             image = _lookup(images, step.image, "image", step)
             primary = _lookup(objects, step.input_objects, "objects", step)
             cells = identify_secondary_objects(image, primary, step, region, index)
-            objects[step.output] = Objects(segmented=cells, unedited=cells)
+            objects[step.output] = Objects(cells, cells, order=primary.order)
         elif isinstance(step, ResizeObjects):
             source = _lookup(objects, step.input, "objects", step)
             resized = resize_labels(source.segmented, step.factor, step.size)

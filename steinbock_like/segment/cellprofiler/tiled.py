@@ -17,10 +17,12 @@ computed first, over the whole image, exactly as the whole-image run computes it
 Each tile runs the pipeline up to the objects that become the saved mask (cells grow from
 the tile's own nuclei and carry their numbers); the tiles' objects are stitched (an object
 is taken from the tile whose core holds the centre of its bounding box, whole, margin
-parts included) and renumbered 1..N in tile order, so the numbers differ from a
-whole-image run, the objects do not. Pixels on the border between two touching objects
-can differ where the flooding order of watershed/propagation ties (the order among equal
-values depends on the whole queue). Tiles where no pixel of a primary step's input
+parts included) and numbered 1..N in the order of their seeds' positions in the image,
+which is how the whole-image run numbers them (:mod:`.order`); so the mask equals the
+whole-image one wherever the objects do (cells discarded at the image border leave no gap
+in the numbers here). Pixels on the border between two touching objects can differ where
+the flooding order of watershed/propagation ties (the order among equal values depends
+on the whole queue). Tiles where no pixel of a primary step's input
 reaches its threshold hold no objects: they are skipped and counted.
 
 Pipelines with a step whose result depends on the whole image other than through a
@@ -241,11 +243,17 @@ class TileRunner:
     thresholds: dict
     objects: tuple[str, ...]
 
-    def __call__(self, item) -> dict[str, np.ndarray]:
+    def __call__(self, item) -> dict:
         tile, crop = item
         region = self.region(tile)
         space = execute_steps(crop, self.steps, region, skip=TAIL_STEPS)
-        return {name: space.objects[name].segmented for name in self.objects}
+        result: dict = {name: space.objects[name].segmented for name in self.objects}
+        owner = space.objects[self.objects[0]]
+        if owner.order is not None:  # number the objects as the whole-image run does
+            rows, cols = np.divmod(owner.order, crop.shape[1])
+            keys = (rows + tile.outer[0]) * self.image_shape[1] + cols + tile.outer[2]
+            result[self.objects[0]] = (owner.segmented, keys)
+        return result
 
     def region(self, tile: slide_tiles.Tile) -> Region:
         edges = slide_tiles.tile_edges(tile, self.image_shape)
@@ -287,7 +295,7 @@ def run_steps_tiled(
     Returns
     -------
     ndarray of uint16
-        The saved mask (numbered 1..N in tile order).
+        The saved mask (numbered 1..N as the whole-image run numbers its objects).
     TilingInfo
         Tiles planned and skipped.
     """
@@ -339,7 +347,7 @@ def segment_objects_tiled(
     Returns
     -------
     dict of str to ndarray of uint32
-        Labels (Y, X) per name, numbered 1..N in tile order.
+        Labels (Y, X) per name, numbered 1..N in the whole-image run's order.
     TilingInfo
         Tiles planned and skipped.
     """
