@@ -152,7 +152,8 @@ def report_tiled(size: int, tile_size: int, work: Path) -> None:
     print(
         f"objects whole {counts[0]}, tiled {counts[1]}; object F1 "
         f"{matched_f1(whole, tiled):.5f}; objects split by tiling {split_count(whole, tiled)}; "
-        f"identical pixels {np.mean((whole > 0) == (tiled > 0)):.6f}"
+        f"same foreground {np.mean((whole > 0) == (tiled > 0)):.6f}; "
+        f"identical masks {np.array_equal(whole, tiled)}"
     )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
