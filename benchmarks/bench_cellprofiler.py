@@ -4,12 +4,18 @@ Usage::
 
     python benchmarks/bench_cellprofiler.py [--refdata DIR] [--python CP_PYTHON]
         [--synthetic-size 800] [--synthetic-count 4]
+    python benchmarks/bench_cellprofiler.py --tiled-size 2048 [--tiled-image 6000]
 
 Runs our pipeline on the refdata probabilities (if given) and on synthetic probabilities,
 natively and (if CellProfiler's interpreter is found) with CellProfiler, and prints seconds per
 image, the native backend's peak memory, and the mean object F1 / identical masks between the
 two backends. CellProfiler's time includes its start-up (Java, module imports), measured
 separately with a one-image run.
+
+With ``--tiled-size N`` it instead runs the native backend through the CLI on one large
+synthetic probability image (``--tiled-image`` pixels square), whole (``--tile-size 0``) and
+in tiles of N pixels, each in its own process, and prints wall/CPU seconds, peak RSS, the
+object F1 between the two masks and the number of whole-image objects the tiled mask splits.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -27,7 +34,7 @@ import tifffile
 
 from steinbock_like.errors import MissingToolError
 from steinbock_like.segment.cellprofiler import binary, native, pipeline, translate
-from steinbock_like.testing import synthetic_probabilities
+from steinbock_like.testing import synthetic_probabilities, timed_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,13 +104,73 @@ def report(label: str, paths: list[Path], pipe: Path, python: Path | None, work:
     )
 
 
+def large_probabilities(size: int, block: int = 500, seed: int = 0) -> np.ndarray:
+    """A size x size probability image made of four random synthetic blocks (fast to make)."""
+    blocks = [
+        synthetic_probabilities(
+            (block, block), cell_count=block * block // 900, min_gap=-2.0, seed=seed + k
+        )[0]
+        for k in range(4)
+    ]
+    rng = np.random.default_rng(seed)
+    count = -(-size // block)
+    rows = [np.concatenate([blocks[k] for k in rng.integers(0, 4, count)], 1) for _ in range(count)]
+    return np.ascontiguousarray(np.concatenate(rows, 0)[:size, :size])
+
+
+def split_count(whole: np.ndarray, tiled: np.ndarray) -> int:
+    """Whole-image objects whose pixels the tiled mask gives to 2+ objects of >= 20% each."""
+    from steinbock_like.metrics import overlap_table
+
+    overlap = overlap_table(whole, tiled).toarray()[1:, 1:]
+    sizes = np.bincount(whole.ravel(), minlength=overlap.shape[0] + 1)[1:]
+    big_parts = overlap >= 0.2 * np.maximum(sizes, 1)[:, None]
+    return int(np.count_nonzero(big_parts.sum(axis=1) > 1))
+
+
+def report_tiled(size: int, tile_size: int, work: Path) -> None:
+    """Whole vs tiled native segmentation of one large image, through the CLI."""
+    from steinbock_like.metrics import object_f1 as matched_f1
+
+    (work / "ilastik_probabilities").mkdir()
+    probabilities = large_probabilities(size)
+    tifffile.imwrite(work / "ilastik_probabilities" / "slide.tiff", probabilities)
+    del probabilities
+    (work / "cell_segmentation.cppipe").write_text(pipeline.pipeline_text())
+    cli = [sys.executable, "-m", "steinbock_like", "--data", work, "segment", "cellprofiler"]
+    print(f"== native CellProfiler, one {size} x {size} probability image ==")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
+    masks = {}
+    for name, tiles in (("whole", 0), ("tiled", tile_size)):
+        args = [*cli, "run", "--backend", "native", "--tile-size", tiles, "-o", name]
+        wall, rss, cpu = timed_command(args, work, clear=(name,))
+        masks[name] = tifffile.imread(work / name / "slide.tiff")
+        label = f"tiles of {tile_size}" if tiles else "whole image"
+        print(f"{label:>16}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, peak RSS {rss:6.0f} MiB")
+    whole, tiled = masks["whole"], masks["tiled"]
+    counts = [len(np.unique(mask)) - 1 for mask in (whole, tiled)]
+    print(
+        f"objects whole {counts[0]}, tiled {counts[1]}; object F1 "
+        f"{matched_f1(whole, tiled):.5f}; objects split by tiling {split_count(whole, tiled)}; "
+        f"same foreground {np.mean((whole > 0) == (tiled > 0)):.6f}; "
+        f"identical masks {np.array_equal(whole, tiled)}"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refdata", type=Path, default=os.environ.get("STEINBOCK_LIKE_REFDATA"))
     parser.add_argument("--python", type=Path, default=None)
     parser.add_argument("--synthetic-size", type=int, default=800)
     parser.add_argument("--synthetic-count", type=int, default=4)
+    parser.add_argument("--tiled-size", type=int, default=0, help="whole vs tiles of N px")
+    parser.add_argument("--tiled-image", type=int, default=6000)
     args = parser.parse_args()
+    if args.tiled_size:
+        with tempfile.TemporaryDirectory() as tmp:
+            report_tiled(args.tiled_image, args.tiled_size, Path(tmp))
+        return
 
     python = args.python
     if python is None:

@@ -136,9 +136,20 @@ def stitch_tile(
     next_label: int,
     *,
     max_shared_fraction: float = 0.5,
+    linked: Iterable[tuple[np.ndarray, np.ndarray]] = (),
+    keys: np.ndarray | None = None,
+    assigned: list | None = None,
 ) -> int:
-    """Copy the objects ``tile`` owns into ``output`` (in place); returns the next free label."""
+    """Copy the objects ``tile`` owns into ``output`` (in place); returns the next free label.
+
+    ``linked`` holds (output, labels) pairs of other object sets of the tile numbered
+    like ``labels`` (the nuclei of cells, say): the namesakes of each object copied are
+    copied too (into their free pixels), with the same new number, so that the IDs keep
+    matching after stitching. With ``keys`` (per label of ``labels``), the key of each
+    object copied is appended to ``assigned`` (one per new label, in order).
+    """
     oy0, _, ox0, _ = tile.outer
+    others = [(out, other, ndimage.find_objects(other)) for out, other in linked]
     for object_id, (rows, cols) in owned_objects(labels, tile):
         pixels = labels[rows, cols] == object_id
         target = output[oy0 + rows.start : oy0 + rows.stop, ox0 + cols.start : ox0 + cols.stop]
@@ -147,6 +158,18 @@ def stitch_tile(
         if num_taken > max_shared_fraction * np.count_nonzero(pixels):
             continue
         target[pixels & ~taken] = next_label
+        for out, other, boxes in others:
+            box = boxes[object_id - 1] if object_id <= len(boxes) else None
+            if box is not None:
+                box_rows, box_cols = box
+                part = other[box] == object_id
+                dest = out[
+                    oy0 + box_rows.start : oy0 + box_rows.stop,
+                    ox0 + box_cols.start : ox0 + box_cols.stop,
+                ]
+                dest[part & (dest == 0)] = next_label
+        if keys is not None and assigned is not None:
+            assigned.append(keys[object_id])
         next_label += 1
     return next_label
 
@@ -171,6 +194,7 @@ def segment_in_tiles(
     dtype=np.uint32,
     info: TilingInfo | None = None,
     label: str = "",
+    linked: dict[str, str] | None = None,
 ) -> tuple[dict[str, np.ndarray], TilingInfo]:
     """Segment overlapping tiles and stitch their label images.
 
@@ -178,7 +202,10 @@ def segment_in_tiles(
     ----------
     segment_region : callable
         ``segment_region(tile)`` returns a dict of label images (one per
-        compartment) of the shape of ``tile.outer``.
+        compartment) of the shape of ``tile.outer``; a value may instead be a pair
+        ``(labels, keys)``, ``keys[k]`` a global sort key of object ``k`` (e.g. the
+        raster index of its seed in the image): those objects are then numbered by
+        ascending key, as a whole-image run that numbers them so would.
     shape : (int, int)
         Image shape (Y, X).
     tile_size, margin, align, even
@@ -194,15 +221,20 @@ def segment_in_tiles(
         Filled in and returned (e.g. one whose ``workers`` a mapper fills).
     label : str
         The image's name, for the progress lines.
+    linked : dict of str to str, optional
+        Label images numbered like another one (e.g. ``{"nuclei": "cells"}``): taken
+        from the tile that owns the object of that number in the other, and numbered
+        as it is there (see :func:`stitch_tile`).
 
     Returns
     -------
     dict of str to ndarray of uint32
-        Stitched labels, numbered 1..n in tile order.
+        Stitched labels, numbered 1..n in tile order (or key order).
     TilingInfo
     """
     tiles = plan_tiles(shape, tile_size, margin, align, even=even)
     info = info or TilingInfo()
+    linked = linked or {}
     info.tiles = len(tiles)
     todo = []
     for tile in tiles:
@@ -217,16 +249,45 @@ def segment_in_tiles(
         )
     outputs: dict[str, np.ndarray] = {}
     next_labels: dict[str, int] = {}
+    assigned: dict[str, list] = {}
     results = (mapper or map)(segment_region, todo)
     for number, (tile, result) in enumerate(zip(todo, results, strict=True), start=1):
         logger.info("%stile %d/%d: %s", _prefix(label), number, len(todo), tile.outer)
-        for name, labels in result.items():
+        result = {
+            name: value if isinstance(value, tuple) else (value, None)
+            for name, value in result.items()
+        }
+        for name in result:
             if name not in outputs:
                 outputs[name] = np.zeros(shape, dtype=dtype)
                 next_labels[name] = 1
-            next_labels[name] = stitch_tile(outputs[name], labels, tile, next_labels[name])
+                assigned[name] = []
+        for name, (labels, keys) in result.items():
+            if name in linked:
+                continue
+            pairs = [
+                (outputs[other], result[other][0]) for other in result if linked.get(other) == name
+            ]
+            next_labels[name] = stitch_tile(
+                outputs[name],
+                labels,
+                tile,
+                next_labels[name],
+                linked=pairs,
+                keys=keys,
+                assigned=assigned[name],
+            )
     for name, output in outputs.items():
-        outputs[name] = _renumber(output)
+        if name in linked:
+            continue
+        present = _present_labels(output)
+        keys = np.asarray(assigned[name]) if assigned[name] else None
+        lookup = _new_numbers(present, keys, output.dtype)
+        for other, owner in linked.items():
+            if owner == name and other in outputs:
+                outputs[other] = _relabel(outputs[other], lookup)
+        if keys is not None or present.size != (present[-1] if present.size else 0):
+            outputs[name] = _relabel(output, lookup)
     return outputs, info
 
 
@@ -235,8 +296,26 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     present = _present_labels(labels)
     if present.size == 0 or present[-1] == present.size:
         return labels
-    lookup = np.zeros(int(present[-1]) + 1, dtype=labels.dtype)
-    lookup[present] = np.arange(1, present.size + 1, dtype=labels.dtype)
+    return _relabel(labels, _new_numbers(present, None, labels.dtype))
+
+
+def _new_numbers(present: np.ndarray, keys: np.ndarray | None, dtype) -> np.ndarray:
+    """Lookup table: the ``present`` labels numbered 1..n in label order or by ``keys``.
+
+    ``keys[label - 1]`` is the key of label ``label``.
+    """
+    lookup = np.zeros(int(present[-1]) + 1 if present.size else 1, dtype=dtype)
+    if keys is not None and present.size:
+        present = present[np.argsort(keys[present - 1], kind="stable")]
+    lookup[present] = np.arange(1, present.size + 1, dtype=dtype)
+    return lookup
+
+
+def _relabel(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Apply ``lookup`` band by band (in place); labels beyond it become 0."""
+    top = int(labels.max(initial=0))
+    if top >= lookup.size:
+        lookup = np.concatenate([lookup, np.zeros(top + 1 - lookup.size, lookup.dtype)])
     for rows in _row_bands(labels):
         labels[rows] = lookup[labels[rows]]
     return labels
@@ -356,3 +435,9 @@ def _pop_result(pending, workers_seen: set[str] | None):
 
 def _prefix(label: str) -> str:
     return f"{label}: " if label else ""
+
+
+def tile_edges(tile: Tile, shape: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
+    """Whether the top, bottom, left and right sides of ``tile.outer`` are the image border."""
+    y0, y1, x0, x1 = tile.outer
+    return (y0 == 0, y1 == shape[0], x0 == 0, x1 == shape[1])

@@ -357,6 +357,26 @@ def test_native_classifier_tiles_spread_over_the_workers(refdata, cluster, tmp_p
     assert {info["info"].get("tile_workers") for info in metadata["images"].values()} == {2}
 
 
+def test_native_cellprofiler_tiles_spread_over_the_workers(cluster, tmp_path, capsys):
+    import tifffile
+
+    from steinbock_like.testing import synthetic_probabilities
+
+    probabilities, _ = synthetic_probabilities((320, 480), cell_count=300, seed=7)
+    for name in ("local", "dask"):
+        (tmp_path / name / "ilastik_probabilities").mkdir(parents=True)
+        tifffile.imwrite(tmp_path / name / "ilastik_probabilities" / "slide.tiff", probabilities)
+        assert run("--data", tmp_path / name, "segment", "cellprofiler", "prepare") == 0
+    args = ["segment", "cellprofiler", "run", "--backend", "native", "--tile-size", "160"]
+    assert run("--data", tmp_path / "local", *args) == 0
+    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
+    assert code == 0, capsys.readouterr().err
+    assert outputs(tmp_path / "dask") == outputs(tmp_path / "local")
+    metadata = json.loads((tmp_path / "dask" / "masks" / "run_metadata.json").read_text())
+    info = metadata["images"]["slide"]["info"]
+    assert (info["tiles"], info["tiles_skipped"], info["tile_workers"]) == (6, 0, 2)
+
+
 def test_lost_scheduler_is_one_line_and_resume_completes(mesmer_data, cluster, tmp_path_factory):
     doomed = Cluster(tmp_path_factory.mktemp("dask_lost"), workers=1)
     root = mesmer_data["dask"]

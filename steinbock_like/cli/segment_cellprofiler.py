@@ -101,6 +101,10 @@ def prepare_cmd(
     modules here (supported: the modules 'prepare' writes, with their
     settings as edited; anything else is an error naming the module). auto:
     CellProfiler where its interpreter exists, else native.
+
+    The native backend segments images larger than --tile-size in
+    overlapping tiles (thresholds still computed over the whole image;
+    objects stitched across tile borders; tiles without signal skipped).
     """,
 )
 @click.option(
@@ -135,6 +139,15 @@ def prepare_cmd(
     default=None,
     help="CellProfiler plugins directory, if the pipeline needs plugins.",
 )
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=0),
+    default=4096,
+    show_default=True,
+    help="Native backend only (ignored by CellProfiler): segment probability images "
+    "larger than this (pixels, either side) in overlapping tiles with the image-wide "
+    "thresholds, stitched; 0: never.",
+)
 @runner_options
 @pass_app
 def run_cmd(
@@ -145,6 +158,7 @@ def run_cmd(
     out_dir,
     python,
     plugins_dir,
+    tile_size,
     workers,
     overwrite,
     resume,
@@ -179,7 +193,7 @@ def run_cmd(
 
         native_steps(text)  # an unsupported module is an error before any image is read
         run_jobs(
-            NativeCellProfilerTask(text),
+            NativeCellProfilerTask(text, tile_size=tile_size),
             jobs,
             command="segment cellprofiler run",
             workers=workers,

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from steinbock_like.runner import ExternalToolExecutor, Job
 
+#: Probability images larger than this (pixels, either side) are segmented in tiles
+#: (the CLI's --tile-size default; steinbock_like.segment.cellprofiler.tiled).
+DEFAULT_TILE_SIZE = 4096
+
 
 @dataclass
 class NativeCellProfilerTask:
     """Segment one probability image (input ``probabilities``) into a mask (output ``mask``)
-    with the pipeline's modules run natively."""
+    with the pipeline's modules run natively.
+
+    Images larger than ``tile_size`` (either side; 0: never) are segmented in overlapping
+    tiles (:mod:`steinbock_like.segment.cellprofiler.tiled`), spread over the dask
+    workers when the job runs on dask.
+    """
 
     pipeline_text: str
+    tile_size: int = DEFAULT_TILE_SIZE
 
     def setup(self) -> None:
         from steinbock_like.segment.cellprofiler.translate import native_steps
@@ -22,8 +33,6 @@ class NativeCellProfilerTask:
         self._steps = native_steps(self.pipeline_text)
 
     def __call__(self, job: Job) -> dict:
-        import numpy as np
-
         from steinbock_like.io.masks import write_mask
         from steinbock_like.io.probabilities import read_probabilities
         from steinbock_like.segment.cellprofiler.native import run_steps
@@ -31,13 +40,41 @@ class NativeCellProfilerTask:
             check_mask_shape,
             expected_mask_shape,
         )
+        from steinbock_like.tiles import count_labels
 
+        if getattr(self, "_steps", None) is None:
+            self.setup()
         probabilities = read_probabilities(job.inputs["probabilities"])
-        mask = run_steps(probabilities, self._steps)
+        info = {}
+        if self._tiled(probabilities.shape, job.name):
+            from steinbock_like.segment.cellprofiler.tiled import run_steps_tiled
+
+            mask, tiling = run_steps_tiled(
+                probabilities,
+                self._steps,
+                tile_size=self.tile_size,
+                distribute=True,
+                label=job.name,
+            )
+            info.update(tiling.as_dict())
+        else:
+            mask = run_steps(probabilities, self._steps)
         expected = expected_mask_shape(probabilities.shape, self.pipeline_text)
         check_mask_shape(mask.shape, expected, job.inputs["probabilities"])
         write_mask(job.outputs["mask"], mask)
-        return {"objects": int(np.count_nonzero(np.unique(mask)))}
+        return {"objects": count_labels(mask), **info}
+
+    def _tiled(self, shape: tuple[int, ...], name: str) -> bool:
+        if self.tile_size <= 0 or max(shape[:2]) <= self.tile_size:
+            return False
+        from steinbock_like.segment.cellprofiler.tiled import tiling_blockers
+
+        blockers = tiling_blockers(self._steps)
+        if blockers:
+            logging.getLogger("steinbock_like").info(
+                "%s: segmented whole, not in tiles: %s", name, "; ".join(blockers)
+            )
+        return not blockers
 
     def versions(self) -> dict:
         return {"backend": "native"}

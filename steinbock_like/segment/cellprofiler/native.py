@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import centrosome.cpmorphology
 import centrosome.smooth
@@ -34,12 +34,14 @@ import numpy as np
 import scipy.ndimage
 
 from steinbock_like.errors import SteinbockLikeError
+from steinbock_like.segment.cellprofiler.order import seed_order
 from steinbock_like.segment.cellprofiler.propagate import propagate
 from steinbock_like.segment.cellprofiler.threshold import (  # noqa: F401 (steps use them)
     THRESHOLD_LI,
     THRESHOLD_MANUAL,
     THRESHOLD_OTSU,
     ThresholdParams,
+    apply_threshold,
     threshold_image,
 )
 from steinbock_like.segment.cellprofiler.watershed import watershed
@@ -192,6 +194,27 @@ Step = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """Where a crop lies in its image, when a pipeline runs tile by tile (:mod:`.tiled`).
+
+    Attributes
+    ----------
+    image_shape : (int, int)
+        Shape of the whole image (CellProfiler's automatic smoothing size depends on it).
+    edges : (bool, bool, bool, bool)
+        Whether the crop's top, bottom, left and right sides are the image's border: only
+        there are objects "touching the border".
+    thresholds : mapping of int to float
+        The global threshold of each thresholding step (by its index in the pipeline),
+        computed over the whole image (:func:`.tiled.pipeline_thresholds`).
+    """
+
+    image_shape: tuple[int, int]
+    edges: tuple[bool, bool, bool, bool] = (True, True, True, True)
+    thresholds: Mapping[int, float] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass
 class Objects:
     """An object set: final labels plus the labels CellProfiler keeps alongside them.
@@ -202,10 +225,14 @@ class Objects:
         The objects after all filtering, numbered 1..N.
     unedited : ndarray of int32
         The labels before border/size filtering and hole filling (propagation seeds).
+    order : ndarray of int64, optional
+        Per ``segmented`` label (index 0 unused), the raster index of the seed it grew
+        from: CellProfiler numbers objects in this order (kept for tiles: :mod:`.tiled`).
     """
 
     segmented: np.ndarray
     unedited: np.ndarray
+    order: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,13 +258,16 @@ def probabilities_to_float(probabilities: np.ndarray, intensity_max: float | Non
     return (probabilities.astype(np.float64) / intensity_max).astype(np.float32)
 
 
-def smooth_gaussian(image: np.ndarray, diameter: float | None) -> np.ndarray:
+def smooth_gaussian(
+    image: np.ndarray, diameter: float | None, image_shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """The Smooth module's Gaussian filter: sigma = diameter / 2.35, edge-normalised.
 
-    ``diameter`` None uses CellProfiler's automatic artifact diameter.
+    ``diameter`` None uses CellProfiler's automatic artifact diameter, from
+    ``image_shape`` (the whole image's; default ``image.shape``).
     """
     if diameter is None:
-        diameter = min(30.0, max(1.0, float(np.mean(image.shape)) / 40.0))
+        diameter = auto_smoothing_diameter(image_shape or image.shape)
     sigma = float(diameter) / 2.35
     smoothed = centrosome.smooth.smooth_with_function_and_mask(
         image,
@@ -245,6 +275,11 @@ def smooth_gaussian(image: np.ndarray, diameter: float | None) -> np.ndarray:
         np.ones(image.shape, bool),
     )
     return smoothed.astype(np.float32)
+
+
+def auto_smoothing_diameter(image_shape: tuple[int, int]) -> float:
+    """CellProfiler's automatic artifact diameter of the Smooth module."""
+    return min(30.0, max(1.0, float(np.mean(image_shape)) / 40.0))
 
 
 def image_math(images: Sequence[np.ndarray], step: ImageMath) -> np.ndarray:
@@ -334,10 +369,13 @@ def seed_maxima(
     return centrosome.cpmorphology.binary_shrink(maxima)
 
 
-def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.ndarray:
-    """Split touching objects: seeds at maxima, then a watershed inside the foreground."""
+def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary):
+    """Split touching objects: seeds at maxima, then a watershed inside the foreground.
+
+    Returns the divided labels and the seeds (labelled as the objects grown from them).
+    """
     if step.declump_method == DECLUMP_NONE or step.dividing_method == DIVIDE_NONE:
-        return labels
+        return labels, labels
     blurred = declump_smooth(image, step.declump_smoothing_size)
     distance = None
     if step.declump_method == DECLUMP_INTENSITY:
@@ -362,7 +400,7 @@ def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.
     seeds, _ = scipy.ndimage.label(maxima, EIGHT_CONNECTED)
     if step.dividing_method == DIVIDE_PROPAGATE:
         divided, _ = propagate(np.zeros(seeds.shape), seeds, labels != 0, 1.0)
-        return divided.astype(LABEL_DTYPE)
+        return divided.astype(LABEL_DTYPE), seeds
     if step.dividing_method == DIVIDE_INTENSITY:
         landscape = 1 - image
     elif step.dividing_method == DIVIDE_SHAPE:
@@ -371,12 +409,20 @@ def declump(image: np.ndarray, labels: np.ndarray, step: IdentifyPrimary) -> np.
         landscape = -distance - np.min(-distance)
     else:
         raise SteinbockLikeError(f"dividing-line method {step.dividing_method!r} is not supported")
-    return watershed(landscape, seeds, mask=labels != 0).astype(LABEL_DTYPE)
+    return watershed(landscape, seeds, mask=labels != 0).astype(LABEL_DTYPE), seeds
 
 
-def remove_border_objects(labels: np.ndarray) -> np.ndarray:
-    """Zero every object that touches the image border."""
-    border = np.concatenate([labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1]])
+def border_values(labels: np.ndarray, edges=None) -> np.ndarray:
+    """Labels on the image border: the sides ``edges`` (top, bottom, left, right) marks."""
+    edges = (True, True, True, True) if edges is None else edges
+    sides = (labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1])
+    chosen = [side for side, is_edge in zip(sides, edges, strict=True) if is_edge]
+    return np.concatenate(chosen) if chosen else np.zeros(0, labels.dtype)
+
+
+def remove_border_objects(labels: np.ndarray, edges=None) -> np.ndarray:
+    """Zero every object that touches the image border (the sides ``edges`` marks)."""
+    border = border_values(labels, edges)
     touching = np.zeros(int(labels.max(initial=0)) + 1, bool)
     touching[border] = True
     touching[0] = False
@@ -393,7 +439,9 @@ def remove_by_diameter(labels: np.ndarray, min_diameter: float, max_diameter: fl
     return labels
 
 
-def identify_primary_objects(image: np.ndarray, step: IdentifyPrimary) -> Objects:
+def identify_primary_objects(
+    image: np.ndarray, step: IdentifyPrimary, region: Region | None = None, index: int = -1
+) -> Objects:
     """IdentifyPrimaryObjects: threshold, fill holes, declump, filter, fill holes, relabel.
 
     Parameters
@@ -402,32 +450,36 @@ def identify_primary_objects(image: np.ndarray, step: IdentifyPrimary) -> Object
         Gray image in 0..1.
     step : IdentifyPrimary
         Resolved settings.
+    region, index : Region, int, optional
+        For a crop of a larger image: where it lies and its global threshold (of step
+        ``index``); by default ``image`` is the whole image.
 
     Returns
     -------
     Objects
         ``segmented`` numbered 1..N; ``unedited`` the declumped labels before filtering.
     """
-    foreground = threshold_image(image, step.threshold)
+    foreground = _threshold(image, step.threshold, region, index)
     max_hole_area = step.max_diameter * step.max_diameter
     if step.fill_holes_after_threshold:
         foreground = centrosome.cpmorphology.fill_labeled_holes(
             foreground, size_fn=lambda size, is_foreground: size < max_hole_area
         )
     labels, _ = scipy.ndimage.label(foreground, EIGHT_CONNECTED)
-    labels = declump(image, labels.astype(LABEL_DTYPE), step)
+    labels, seeds = declump(image, labels.astype(LABEL_DTYPE), step)
     unedited = labels.copy()
     if step.exclude_border:
-        labels = remove_border_objects(labels)
+        labels = remove_border_objects(labels, region and region.edges)
     if step.exclude_size:
         labels = remove_by_diameter(labels, step.min_diameter, step.max_diameter)
     if step.fill_holes_after_declump:
         labels = centrosome.cpmorphology.fill_labeled_holes(labels)
+    order = None if region is None else seed_order(seeds, labels)
     labels, count = centrosome.cpmorphology.relabel(labels)
     if step.erase_above_count is not None and count > step.erase_above_count:
         labels = np.zeros_like(labels)
         unedited = np.zeros_like(unedited)
-    return Objects(segmented=labels.astype(LABEL_DTYPE), unedited=unedited)
+    return Objects(segmented=labels.astype(LABEL_DTYPE), unedited=unedited, order=order)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,10 +499,23 @@ def filter_by_area(objects: Objects, min_area: float | None, max_area: float | N
         keep &= areas <= max_area
     new_ids = np.zeros(count + 1, LABEL_DTYPE)
     new_ids[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=LABEL_DTYPE)
-    return Objects(segmented=new_ids[segmented], unedited=objects.unedited)
+    order = None if objects.order is None else np.append(objects.order[:1], objects.order[1:][keep])
+    return Objects(segmented=new_ids[segmented], unedited=objects.unedited, order=order)
 
 
-def identify_secondary_objects(image: np.ndarray, primary: Objects, step: IdentifySecondary):
+def _threshold(image, params: ThresholdParams, region: Region | None, index: int) -> np.ndarray:
+    if region is None:
+        return threshold_image(image, params)
+    return apply_threshold(image, region.thresholds[index], params.smoothing_sigma)
+
+
+def identify_secondary_objects(
+    image: np.ndarray,
+    primary: Objects,
+    step: IdentifySecondary,
+    region: Region | None = None,
+    index: int = -1,
+):
     """IdentifySecondaryObjects by propagation from the primary objects.
 
     The seeds are the primary objects' *unedited* labels, less objects that were filtered
@@ -467,9 +532,9 @@ def identify_secondary_objects(image: np.ndarray, primary: Objects, step: Identi
             f"IdentifySecondaryObjects: image {step.image} has shape {image.shape} but objects "
             f"{step.input_objects} have shape {primary.segmented.shape}"
         )
-    foreground = threshold_image(image, step.threshold)
+    foreground = _threshold(image, step.threshold, region, index)
     seeds = primary.unedited.copy()
-    edge_ids = np.unique(np.concatenate([seeds[0, :], seeds[-1, :], seeds[:, 0], seeds[:, -1]]))
+    edge_ids = np.unique(border_values(seeds, region and region.edges))
     touches_edge = np.zeros(int(seeds.max(initial=0)) + 1, bool)
     touches_edge[edge_ids] = True
     seeds[~touches_edge[seeds] & (primary.segmented == 0)] = 0
@@ -488,7 +553,7 @@ def identify_secondary_objects(image: np.ndarray, primary: Objects, step: Identi
         lookup[0] = 0
         cells = lookup[cells]
     if step.discard_edge:
-        cells = remove_border_objects(cells)
+        cells = remove_border_objects(cells, region and region.edges)
     return cells
 
 
@@ -534,13 +599,46 @@ def run_steps(probabilities: np.ndarray, steps: Sequence[Step]) -> np.ndarray:
     ndarray of uint16, shape (Y', X')
         The mask that the pipeline's SaveImages writes.
     """
+    return as_mask(execute_steps(probabilities, steps).saved)
+
+
+@dataclasses.dataclass
+class Namespace:
+    """What the steps made so far: gray images, object sets, label images, the saved mask."""
+
+    images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    objects: dict[str, Objects] = dataclasses.field(default_factory=dict)
+    label_images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    saved: np.ndarray | None = None
+
+
+def as_mask(saved: np.ndarray | None) -> np.ndarray:
+    """The saved label image as a uint16 mask; an error if there is none or it overflows."""
+    if saved is None:
+        raise SteinbockLikeError("the pipeline saves no object mask (SaveImages of a label image)")
+    if int(saved.max(initial=0)) > np.iinfo(np.uint16).max:
+        raise SteinbockLikeError("more than 65535 objects: cannot save a 16-bit mask")
+    return saved.astype(np.uint16)
+
+
+def execute_steps(
+    probabilities: np.ndarray,
+    steps: Sequence[Step],
+    region: Region | None = None,
+    skip: tuple[type, ...] = (),
+) -> Namespace:
+    """Run ``steps`` (but those of the types in ``skip``) on probabilities (Y, X, C).
+
+    ``region`` describes a crop of a larger image (see :class:`Region`); the step indices
+    it refers to are positions in ``steps``.
+    """
     if probabilities.ndim != 3:
         raise ValueError(f"probabilities must be YXC, got shape {probabilities.shape}")
-    images: dict[str, np.ndarray] = {}
-    objects: dict[str, Objects] = {}
-    label_images: dict[str, np.ndarray] = {}
-    saved = None
-    for step in steps:
+    space = Namespace()
+    images, objects, label_images = space.images, space.objects, space.label_images
+    for index, step in enumerate(steps):
+        if isinstance(step, skip):
+            continue
         if isinstance(step, LoadImage):
             images[step.name] = probabilities_to_float(probabilities, step.intensity_max)
         elif isinstance(step, SplitChannels):
@@ -559,18 +657,19 @@ def run_steps(probabilities: np.ndarray, steps: Sequence[Step]) -> np.ndarray:
             images[step.output] = image_math(inputs, step)
         elif isinstance(step, GaussianSmooth):
             image = _lookup(images, step.input, "image", step)
-            images[step.output] = smooth_gaussian(image, step.diameter)
+            shape = region.image_shape if region is not None else None
+            images[step.output] = smooth_gaussian(image, step.diameter, shape)
         elif isinstance(step, IdentifyPrimary):
             image = _lookup(images, step.input, "image", step)
-            objects[step.output] = identify_primary_objects(image, step)
+            objects[step.output] = identify_primary_objects(image, step, region, index)
         elif isinstance(step, FilterByMeasurement):
             source = _lookup(objects, step.input, "objects", step)
             objects[step.output] = filter_by_area(source, step.min_area, step.max_area)
         elif isinstance(step, IdentifySecondary):
             image = _lookup(images, step.image, "image", step)
             primary = _lookup(objects, step.input_objects, "objects", step)
-            cells = identify_secondary_objects(image, primary, step)
-            objects[step.output] = Objects(segmented=cells, unedited=cells)
+            cells = identify_secondary_objects(image, primary, step, region, index)
+            objects[step.output] = Objects(cells, cells, order=primary.order)
         elif isinstance(step, ResizeObjects):
             source = _lookup(objects, step.input, "objects", step)
             resized = resize_labels(source.segmented, step.factor, step.size)
@@ -578,11 +677,7 @@ def run_steps(probabilities: np.ndarray, steps: Sequence[Step]) -> np.ndarray:
         elif isinstance(step, ObjectsToImage):
             label_images[step.output] = _lookup(objects, step.input, "objects", step).segmented
         elif isinstance(step, SaveMask):
-            saved = _lookup(label_images, step.image, "label image", step)
+            space.saved = _lookup(label_images, step.image, "label image", step)
         else:
             raise TypeError(f"unknown step {step!r}")
-    if saved is None:
-        raise SteinbockLikeError("the pipeline saves no object mask (SaveImages of a label image)")
-    if int(saved.max(initial=0)) > np.iinfo(np.uint16).max:
-        raise SteinbockLikeError("more than 65535 objects: cannot save a 16-bit mask")
-    return saved.astype(np.uint16)
+    return space

@@ -46,7 +46,7 @@ class ThresholdParams:
     three_class_foreground: bool | None = None
 
 
-def li_threshold(values: np.ndarray) -> float:
+def li_threshold(values: np.ndarray, *, overwrite: bool = False) -> float:
     """CellProfiler 4.2's Minimum Cross-Entropy threshold (Li's iterative method).
 
     CellProfiler 4.2 calls scikit-image 0.18.3's ``threshold_li`` with a tolerance of half
@@ -59,25 +59,37 @@ def li_threshold(values: np.ndarray) -> float:
     ----------
     values : ndarray of float
         The pixels (any shape); NaN is ignored.
+    overwrite : bool
+        ``values`` may be changed (saves a copy of the image: large images).
 
     Returns
     -------
     float
         The threshold, in the units of ``values``.
     """
-    data = np.asarray(values).ravel()
-    data = data[~np.isnan(data)]
+    values = np.asarray(values)
+    data = values.ravel()
+    copied = not np.shares_memory(data, values)
+    dropped = np.isnan(data)
+    if dropped.any():  # copies only where needed (the values and their order are kept)
+        data, copied = data[~dropped], True
+    del dropped
     if data.size == 0:
         return math.nan
     if np.all(data == data[0]):
         return float(data[0])
-    data = data[np.isfinite(data)]
+    dropped = ~np.isfinite(data)
+    if dropped.any():
+        data, copied = data[~dropped], True
+    del dropped
     if data.size == 0:
         return 0.0
-    unique = np.unique(data)
-    tolerance = max(float(np.min(np.diff(unique))) / 2, 0.5 / 65536)
+    tolerance = max(_smallest_step(data) / 2, 0.5 / 65536)
     data_min = np.min(data)
-    data = data - data_min
+    if copied or overwrite:
+        data -= data_min  # the same values as data - data_min, in place
+    else:
+        data = data - data_min
     t_next = np.mean(data)
     t_current = -2 * tolerance
     while abs(t_next - t_current) > tolerance:
@@ -92,8 +104,23 @@ def li_threshold(values: np.ndarray) -> float:
     return float(t_next + data_min)
 
 
-def global_threshold(image: np.ndarray, params: ThresholdParams) -> float:
-    """The corrected global threshold of ``image`` (float64 arithmetic throughout)."""
+def _smallest_step(data: np.ndarray, chunk: int = 1 << 22) -> float:
+    """Smallest difference between distinct values (``min(diff(unique(data)))``)."""
+    ordered = np.sort(data, axis=None)
+    smallest = math.inf
+    for start in range(0, ordered.size - 1, chunk):
+        steps = np.diff(ordered[start : start + chunk + 1])
+        steps = steps[steps > 0]
+        if steps.size:
+            smallest = min(smallest, float(np.min(steps)))
+    return smallest
+
+
+def global_threshold(image: np.ndarray, params: ThresholdParams, *, overwrite=False) -> float:
+    """The corrected global threshold of ``image`` (float64 arithmetic throughout).
+
+    ``overwrite``: ``image`` may be changed (saves a copy of it).
+    """
     if params.method == THRESHOLD_MANUAL:
         return float(params.manual_threshold)
     data = image.ravel()
@@ -105,7 +132,7 @@ def global_threshold(image: np.ndarray, params: ThresholdParams) -> float:
     elif np.all(data == data[0]):
         threshold = float(data[0])
     elif params.method == THRESHOLD_LI:
-        threshold = li_threshold(data)
+        threshold = li_threshold(data, overwrite=overwrite)
     elif params.method == THRESHOLD_OTSU:
         import skimage.filters
 
@@ -118,7 +145,12 @@ def global_threshold(image: np.ndarray, params: ThresholdParams) -> float:
         raise SteinbockLikeError(f"threshold method {params.method!r} is not supported natively")
     if conversion is not None:
         threshold = float(centrosome.threshold.inverse_log_transform(threshold, conversion))
-    threshold *= float(params.correction_factor)
+    return corrected_threshold(threshold, params)
+
+
+def corrected_threshold(threshold: float, params: ThresholdParams) -> float:
+    """An automatic threshold times the correction factor, clipped to the bounds."""
+    threshold = float(threshold) * float(params.correction_factor)
     return min(max(threshold, float(params.lower_bound)), float(params.upper_bound))
 
 
