@@ -107,6 +107,17 @@ def outputs(root: Path) -> dict[str, bytes]:
     return files
 
 
+def same_outputs_as_local(tmp_path: Path, cluster, capsys, args: list, output_dir: str) -> dict:
+    """Run ``args`` in ``tmp_path/local`` and on the cluster in ``tmp_path/dask``;
+    assert the outputs are the same bytes; return the dask run's per-image infos."""
+    assert run("--data", tmp_path / "local", *args) == 0
+    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
+    assert code == 0, capsys.readouterr().err
+    assert outputs(tmp_path / "dask") == outputs(tmp_path / "local")
+    metadata = json.loads((tmp_path / "dask" / output_dir / "run_metadata.json").read_text())
+    return {name: image["info"] for name, image in metadata["images"].items()}
+
+
 def make_repair_inputs(root: Path, count: int = 6) -> None:
     rng = np.random.default_rng(0)
     for index in range(count):
@@ -290,12 +301,7 @@ def test_tiles_of_one_large_image_spread_over_the_workers(
         tifffile.imwrite(tmp_path / name / "img" / "slide.tiff", np.stack([nuclear, membrane]))
         (tmp_path / name / "panel.csv").write_text("channel,name,deepcell\nA,a,1\nB,b,2\n")
     args = ["segment", "mesmer", "--pixelsize", "0.5", "--chunk-size", "256"]
-    assert run("--data", tmp_path / "local", *args) == 0
-    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
-    assert code == 0, capsys.readouterr().err
-    assert outputs(tmp_path / "dask") == outputs(tmp_path / "local")
-    metadata = json.loads((tmp_path / "dask" / "masks" / "run_metadata.json").read_text())
-    info = metadata["images"]["slide"]["info"]
+    info = same_outputs_as_local(tmp_path, cluster, capsys, args, "masks")["slide"]
     assert (info["tiles"], info["tiles_skipped"], info["tile_workers"]) == (3, 0, 2)
 
 
@@ -322,16 +328,10 @@ def test_large_image_intensities_spread_channel_groups_over_the_workers(cluster,
             "channel,name,keep\n" + "".join(f"c{i},m{i},{int(i != 1)}\n" for i in range(5))
         )
     args = ["measure", "intensities", "--compartment", "rings=rings"]
-    assert run("--data", tmp_path / "local", *args) == 0
-    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
-    assert code == 0, capsys.readouterr().err
-    table = "intensities/big.csv"
-    assert outputs(tmp_path / "dask")[table] == outputs(tmp_path / "local")[table]
-    header = (tmp_path / "dask" / table).read_text().splitlines()[0]
-    assert header == "Object,m0,m2,m3,m4,m0_rings,m2_rings,m3_rings,m4_rings"
-    metadata = json.loads((tmp_path / "dask" / "intensities" / "run_metadata.json").read_text())
-    info = metadata["images"]["big"]["info"]
+    info = same_outputs_as_local(tmp_path, cluster, capsys, args, "intensities")["big"]
     assert (info["channel_groups"], info["channel_workers"]) == (2, 2)
+    header = (tmp_path / "dask" / "intensities" / "big.csv").read_text().splitlines()[0]
+    assert header == "Object,m0,m2,m3,m4,m0_rings,m2_rings,m3_rings,m4_rings"
 
 
 def test_native_classifier_tiles_spread_over_the_workers(refdata, cluster, tmp_path, capsys):
@@ -368,12 +368,7 @@ def test_native_cellprofiler_tiles_spread_over_the_workers(cluster, tmp_path, ca
         tifffile.imwrite(tmp_path / name / "ilastik_probabilities" / "slide.tiff", probabilities)
         assert run("--data", tmp_path / name, "segment", "cellprofiler", "prepare") == 0
     args = ["segment", "cellprofiler", "run", "--backend", "native", "--tile-size", "160"]
-    assert run("--data", tmp_path / "local", *args) == 0
-    code = run("--data", tmp_path / "dask", *args, "--scheduler", cluster.address)
-    assert code == 0, capsys.readouterr().err
-    assert outputs(tmp_path / "dask") == outputs(tmp_path / "local")
-    metadata = json.loads((tmp_path / "dask" / "masks" / "run_metadata.json").read_text())
-    info = metadata["images"]["slide"]["info"]
+    info = same_outputs_as_local(tmp_path, cluster, capsys, args, "masks")["slide"]
     assert (info["tiles"], info["tiles_skipped"], info["tile_workers"]) == (6, 0, 2)
 
 
