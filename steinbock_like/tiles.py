@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -365,13 +366,25 @@ class ArrayRegions:
 def cluster_workers() -> int:
     """The number of workers of the dask cluster running the current task; 0 where
     the caller is not a dask task."""
-    try:
-        from distributed import get_client, get_worker
-
-        get_worker()
-    except (ImportError, ValueError):
+    if not _in_dask_task():
         return 0
+    from distributed import get_client
+
     return len(get_client().scheduler_info().get("workers", {}))
+
+
+def _in_dask_task() -> bool:
+    # a dask worker has imported distributed; elsewhere importing it (~0.4 s) to ask
+    # would cost every local run
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def distributed_map(
@@ -386,11 +399,7 @@ def distributed_map(
     yielded in order. ``function`` must be picklable there. The addresses of
     the workers that computed items are added to ``workers_seen``.
     """
-    try:
-        from distributed import get_worker
-
-        get_worker()
-    except (ImportError, ValueError):
+    if not _in_dask_task():
         yield from map(function, items)
         return
     from collections import deque

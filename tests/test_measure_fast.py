@@ -342,3 +342,29 @@ def test_mapped_channels_fast_path_equals_page_by_page(tmp_path, monkeypatch):
         expected = tifffile.imread(tmp_path / name)
         for c in range(5):
             assert np.array_equal(fast[name].channel(c), expected[c])
+
+
+def test_small_images_measure_without_heavy_imports(tmp_path):
+    """Start-up is a large part of measuring a few small images: neither scipy.ndimage
+    (tiles) nor distributed (dask) nor pandas may be imported for them."""
+    import subprocess
+    import sys
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "img" / "a.tiff", np.ones((2, 20, 30), np.float32))
+    tifffile.imwrite(tmp_path / "masks" / "a.tiff", np.arange(600, dtype=np.uint16).reshape(20, 30))
+    (tmp_path / "panel.csv").write_text("channel,name\nX,x\nY,y\n")
+    script = (
+        "import sys\n"
+        "from steinbock_like.cli.main import main\n"
+        "try:\n"
+        f"    main(['--data', {str(tmp_path)!r}, '-q', 'measure', 'intensities'])\n"
+        "except SystemExit as exit_:\n"
+        "    assert exit_.code == 0, exit_.code\n"
+        "print(sorted(m for m in ('scipy.ndimage', 'distributed', 'pandas') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert (tmp_path / "intensities" / "a.csv").read_text().splitlines()[1] == "1,1.0,1.0"

@@ -66,16 +66,20 @@ class IntensitiesTask:
             self.panel = PanelRows.from_table(self.panel)
 
     def __call__(self, job: Job) -> dict:
-        from steinbock_like.tiles import cluster_workers, distributed_map
-
         img = job.inputs["img"]
         num_channels, height, width = image_shape(img)
         rows = self.panel.for_image(num_channels, img)
         channels = [i for i, k in enumerate(rows.keep) if k]
         names = [rows.name[i] for i in channels]
         info = {}
-        groups = min(cluster_workers(), len(channels)) if height * width > SPREAD_PIXELS else 1
+        groups = 1
+        if height * width > SPREAD_PIXELS:  # (tiles imports scipy.ndimage: only then)
+            from steinbock_like.tiles import cluster_workers
+
+            groups = min(cluster_workers(), len(channels))
         if groups > 1:
+            from steinbock_like.tiles import distributed_map
+
             # a large image on a dask cluster: channel groups over the workers, each
             # reading the masks once (per-object sums need no spatial tiles)
             workers_seen: set[str] = set()
