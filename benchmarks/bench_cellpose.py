@@ -110,6 +110,8 @@ def compare_blocks(args, data: Path, model: Path, name: str) -> None:
         sys.executable, "-m", "steinbock_like", "--data", str(data), "segment", "cellpose",
         "--model", str(model), "--batch-size", str(args.batch_size), "--overwrite",
     ]  # fmt: skip
+    if args.diameter:
+        base += ["--diameter", str(args.diameter)]
     runs = {
         "whole": ["--block-size", "0", "-o", "masks_whole"],
         "blocks": [
@@ -185,6 +187,12 @@ def main() -> None:
         help="compare whole-image and block-wise segmentation at this block size",
     )
     parser.add_argument("--block-overlap", type=int, default=64, help="with --compare-blocks")
+    parser.add_argument(
+        "--diameter",
+        type=float,
+        default=None,
+        help="segment cellpose --diameter (the small model's own: 11 px, no resizing)",
+    )
     args = parser.parse_args()
 
     from steinbock_like import layout
