@@ -86,6 +86,7 @@ def network_output(
     *,
     grid: NetworkGrid,
     batch_size: int = 8,
+    channels: int | None = None,
 ) -> np.ndarray:
     """Flows and cell probability of the whole ``image``, computed for ``box`` only.
 
@@ -102,6 +103,9 @@ def network_output(
         The whole image's tiles (:func:`network_grid` of ``image``'s shape).
     batch_size : int
         Tiles per network call.
+    channels : int, optional
+        Network input channels; missing ones of ``image`` are zeros (default:
+        ``image``'s own).
 
     Returns
     -------
@@ -111,7 +115,8 @@ def network_output(
     """
     from cellpose import transforms
 
-    channels, height, width = image.shape
+    present, height, width = image.shape
+    channels = channels or present
     y0, y1 = box[0].indices(height)[:2]
     x0, x1 = box[1].indices(width)[:2]
     # the block in padded coordinates, and the tiles that overlap it
@@ -125,7 +130,7 @@ def network_output(
     sy0, sy1 = max(ry0 - grid.pad_y, 0), min(ry1 - grid.pad_y, height)
     sx0, sx1 = max(rx0 - grid.pad_x, 0), min(rx1 - grid.pad_x, width)
     oy, ox = grid.pad_y - ry0, grid.pad_x - rx0
-    region[:, sy0 + oy : sy1 + oy, sx0 + ox : sx1 + ox] = image[:, sy0:sy1, sx0:sx1]
+    region[:present, sy0 + oy : sy1 + oy, sx0 + ox : sx1 + ox] = image[:, sy0:sy1, sx0:sx1]
     ysub, xsub = [], []
     tiles = np.empty((len(rows) * len(cols), channels, grid.tile_y, grid.tile_x), np.float32)
     for index, (ty, tx) in enumerate((ty, tx) for ty in rows for tx in cols):

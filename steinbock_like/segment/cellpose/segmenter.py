@@ -256,8 +256,8 @@ class CellposeSegmenter:
 
         Parameters
         ----------
-        image : ndarray, shape (2, Y, X)
-            The whole prepared, normalised image.
+        image : ndarray, shape (2, Y, X), (1, Y, X) or (Y, X)
+            The whole prepared, normalised image (as for :meth:`segment`).
         normalize : bool
             Whether :meth:`segment` would let Cellpose normalise (not supported here).
         """
@@ -267,10 +267,12 @@ class CellposeSegmenter:
             or settings.augment
             or settings.invert
             or self.network_rescale() != 1.0
-            or np.ndim(image) != 3
-            or np.shape(image)[0] != 2
+            or np.ndim(image) not in (2, 3)
+            or (np.ndim(image) == 3 and not 1 <= np.shape(image)[0] <= 2)
         ):
             return None
+        if np.ndim(image) == 2:
+            image = image[np.newaxis]  # one channel: nuclei empty, as in :meth:`segment`
         from cellpose import core, dynamics
 
         from steinbock_like.segment.cellpose.grid import network_grid, network_output
@@ -290,6 +292,7 @@ class CellposeSegmenter:
                 lambda tiles: core._forward(net, tiles)[0],
                 grid=grid,
                 batch_size=settings.batch_size,
+                channels=2,
             )
             labels = dynamics.resize_and_compute_masks(
                 output[:2],
