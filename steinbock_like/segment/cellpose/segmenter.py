@@ -280,12 +280,13 @@ class CellposeSegmenter:
         grid = network_grid(image.shape[1:], tile_overlap=settings.tile_overlap)
         net = self.model.net
         niter = settings.niter if settings.niter else 200
+        whole_area = image.shape[1] * image.shape[2]
+
+        empty = not np.any(image[0])  # as :meth:`segment` skips an empty whole image
 
         def segment_box(box: tuple[slice, slice]) -> np.ndarray:
-            rows, cols = box
-            if not np.any(image[(0, rows, cols)]):
-                height, width = image[(0, rows, cols)].shape
-                return np.zeros((height, width), dtype=np.uint32)
+            if empty:
+                return np.zeros(image[(0, *box)].shape, dtype=np.uint32)
             output = network_output(
                 image,
                 box,
@@ -302,7 +303,8 @@ class CellposeSegmenter:
                 flow_threshold=settings.flow_threshold,
                 interp=True,
                 min_size=settings.min_size,
-                max_size_fraction=settings.max_size_fraction,
+                # of the whole image's area, as in a whole-image run
+                max_size_fraction=settings.max_size_fraction * whole_area / output[2].size,
                 resize=None,
                 device=self.model.device,
             )
