@@ -304,6 +304,7 @@ def cellpose(inputs, params, context):
             lambda block: segmenter.segment(block, normalize=False),
             block_size=params["block_size"],
             overlap=params["block_overlap"],
+            box_segmenter=lambda whole: segmenter.block_function(whole, normalize=False),
         )
 
     tissue = inputs.get("tissue")

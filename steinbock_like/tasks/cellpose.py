@@ -109,6 +109,7 @@ class CellposeTask:
                 min_signal=self.tile_min_signal,
                 tiling=tiling,
                 normalize=self.settings.normalize,
+                box_segmenter=lambda whole: self._segmenter.block_function(whole, normalize=False),
             )
 
         info: dict[str, Any] = {}

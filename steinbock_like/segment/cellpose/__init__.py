@@ -29,6 +29,7 @@ is created.
 channels.py   the two input channels from the panel's ``cellpose`` column
 segmenter.py  settings, the loaded network, Cellpose's version and API
 blocks.py     large images block by block
+grid.py       the whole image's network tiles, evaluated block by block
 figures.py    overview figures
 """
 

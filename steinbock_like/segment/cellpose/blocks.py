@@ -47,6 +47,7 @@ def segment_in_blocks(
     min_signal: float = 0.0,
     tiling: TilingInfo | None = None,
     normalize: bool = True,
+    box_segmenter: Callable[[np.ndarray], Callable | None] | None = None,
 ) -> np.ndarray:
     """Segment a large image block by block, so that memory depends on the block size.
 
@@ -72,6 +73,12 @@ def segment_in_blocks(
         Filled with the number of blocks and of skipped ones.
     normalize : bool
         False: the channels are passed on as they are (steinbock's ``--no-normalize``).
+    box_segmenter : callable, optional
+        ``box_segmenter(whole_channels)`` returns ``function(box) -> labels`` that
+        segments a box (rows, columns) of the whole (normalised) image as the
+        whole-image segmentation would (e.g. on the same network tiles,
+        :meth:`CellposeSegmenter.block_function`), or None; then it is used for
+        every block instead of ``segment`` on the block's pixels alone.
 
     Returns
     -------
@@ -83,8 +90,14 @@ def segment_in_blocks(
     normalized = normalize_percentiles(channels) if normalize else channels.astype(np.float32)
     if block_size <= 0 or (height <= block_size and width <= block_size):
         return np.asarray(segment(normalized)).astype(np.uint32, copy=False)
+    segment_box = box_segmenter(normalized) if box_segmenter is not None else None
+    if segment_box is None:
+
+        def segment_box(box):
+            return segment(normalized[(slice(None), *box)])
+
     masks, info = segment_in_tiles(
-        lambda tile: {"labels": np.asarray(segment(normalized[(slice(None), *tile.outer_slices)]))},
+        lambda tile: {"labels": np.asarray(segment_box(tile.outer_slices))},
         (height, width),
         tile_size=block_size,
         margin=overlap,

@@ -232,6 +232,86 @@ class CellposeSegmenter:
             )
         return labels
 
+    def network_rescale(self) -> float | None:
+        """The factor Cellpose 3 resizes images by before its network (None: other API)."""
+        if self.major >= 4:
+            return None
+        settings = self.settings
+        if settings.diameter is not None and settings.diameter > 0:
+            return float(self.model.diam_mean) / float(settings.diameter)
+        if settings.rescale is None:
+            return float(self.model.diam_mean) / float(self.model.diam_labels)
+        return float(settings.rescale)
+
+    def block_function(self, image: np.ndarray, *, normalize: bool = True):
+        """A function segmenting boxes of ``image`` as its whole-image segmentation would.
+
+        ``function(box) -> labels`` evaluates the network on exactly the tiles that
+        Cellpose lays over the whole ``image`` (see
+        :mod:`steinbock_like.segment.cellpose.grid`), then computes masks on the box
+        with Cellpose's own dynamics, so that the objects inside a block equal the
+        whole image's. None where this is not possible (Cellpose 4, images
+        resized for the network, ``augment``, ``invert``, or ``normalize``):
+        then blocks must be segmented on their own with :meth:`segment`.
+
+        Parameters
+        ----------
+        image : ndarray, shape (2, Y, X), (1, Y, X) or (Y, X)
+            The whole prepared, normalised image (as for :meth:`segment`).
+        normalize : bool
+            Whether :meth:`segment` would let Cellpose normalise (not supported here).
+        """
+        settings = self.settings
+        if (
+            normalize
+            or settings.augment
+            or settings.invert
+            or self.network_rescale() != 1.0
+            or np.ndim(image) not in (2, 3)
+            or (np.ndim(image) == 3 and not 1 <= np.shape(image)[0] <= 2)
+        ):
+            return None
+        if np.ndim(image) == 2:
+            image = image[np.newaxis]  # one channel: nuclei empty, as in :meth:`segment`
+        from cellpose import core, dynamics
+
+        from steinbock_like.segment.cellpose.grid import network_grid, network_output
+
+        grid = network_grid(image.shape[1:], tile_overlap=settings.tile_overlap)
+        net = self.model.net
+        niter = settings.niter if settings.niter else 200
+        whole_area = image.shape[1] * image.shape[2]
+
+        empty = not np.any(image[0])  # as :meth:`segment` skips an empty whole image
+
+        def segment_box(box: tuple[slice, slice]) -> np.ndarray:
+            if empty:
+                return np.zeros(image[(0, *box)].shape, dtype=np.uint32)
+            output = network_output(
+                image,
+                box,
+                lambda tiles: core._forward(net, tiles)[0],
+                grid=grid,
+                batch_size=settings.batch_size,
+                channels=2,
+            )
+            labels = dynamics.resize_and_compute_masks(
+                output[:2],
+                output[2],
+                niter=niter,
+                cellprob_threshold=settings.cellprob_threshold,
+                flow_threshold=settings.flow_threshold,
+                interp=True,
+                min_size=settings.min_size,
+                # of the whole image's area, as in a whole-image run
+                max_size_fraction=settings.max_size_fraction * whole_area / output[2].size,
+                resize=None,
+                device=self.model.device,
+            )
+            return np.asarray(labels)
+
+        return segment_box
+
 
 def invert_channels(channels: np.ndarray) -> np.ndarray:
     """1 - x for every channel that holds signal (all-zero channels stay zero).
