@@ -1,6 +1,8 @@
 """DaskExecutor: the runner's jobs on a dask.distributed cluster.
 
-The client (the command) submits one dask task per job; workers run the job
+The client (the command) submits one dask task per job, no more at a time than
+the cluster has threads (so that no job queues behind a busy worker while another
+worker idles; an adaptive cluster gets them all, to scale on); workers run the job
 with :func:`~steinbock_like.runner.executors.execute_job`, so results and
 failures come back per image and outputs are written by the workers themselves
 (atomically, to the shared data directory). The command's task is sent with
@@ -95,28 +97,44 @@ class DaskExecutor:
     def run(self, task: Callable, jobs: Sequence[Job]) -> Iterator[JobResult]:
         if not jobs:
             return
+        from collections import deque
+
         from distributed import as_completed
 
+        adaptive = bool(self.cluster_config.get("maximum_jobs"))
         with self._client() as client:
             token = uuid.uuid4().hex
             # The workers may run in another directory: hand them absolute paths.
-            remote = [_absolute(job) for job in jobs]
+            waiting = deque(_absolute(job) for job in jobs)
             futures = {}
-            for job in remote:
-                future = client.submit(
-                    run_on_worker,
-                    token,
-                    task,
-                    job,
-                    key=f"{_key_safe(job.name)}-{token}",
-                    pure=False,
-                    retries=0,
-                )
-                futures[future] = job
+            completed = as_completed(loop=client.loop)
+
+            def submit_more() -> None:
+                # Only as many jobs as the cluster has threads: a job sent to a busy
+                # worker waits there while another worker may run out of work (dask
+                # gives a one-thread worker two tasks), costing up to a job at the end.
+                # An adaptive cluster grows with the jobs waiting: send them all.
+                slots = len(waiting) if adaptive else max(1, _cluster_threads(client))
+                while waiting and len(futures) < slots:
+                    job = waiting.popleft()
+                    future = client.submit(
+                        run_on_worker,
+                        token,
+                        task,
+                        job,
+                        key=f"{_key_safe(job.name)}-{token}",
+                        pure=False,
+                        retries=0,
+                    )
+                    futures[future] = job
+                    completed.add(future)
+
             try:
-                for future in as_completed(futures, loop=client.loop):
-                    job = futures[future]
+                submit_more()
+                for future in completed:
+                    job = futures.pop(future)
                     result = _collect(future, job, self.describe())
+                    submit_more()  # before reporting: keep the workers busy
                     if result.status == "failed":
                         # also what a killed attempt may have left before the failure
                         remove_outputs(job)
@@ -167,6 +185,12 @@ def _silence(prefix: str) -> dict[str, int]:
     for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     return levels
+
+
+def _cluster_threads(client) -> int:
+    """Threads of the cluster's workers now (the client's view, refreshed by dask)."""
+    workers = client.scheduler_info().get("workers", {})
+    return sum(int(info.get("nthreads", 1)) for info in workers.values())
 
 
 def _collect(future, job: Job, where: str) -> JobResult:
