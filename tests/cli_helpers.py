@@ -10,3 +10,12 @@ def run(*args) -> int:
     except SystemExit as exit_:
         return exit_.code
     return 0
+
+
+def default_ctrl_c() -> None:
+    """``preexec_fn`` for a child that the test stops with SIGINT: Ctrl-C's default
+    handling, even where this test run inherited SIGINT ignored (a shell starts
+    background jobs so, e.g. ``pytest ... &``; the child would ignore it too)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import default_ctrl_c
 
 from steinbock_like.apps.vnc import find_vnc_tools, port_is_free
 from steinbock_like.errors import MissingToolError
@@ -243,7 +244,13 @@ def _start_app(tmp_path: Path, port: int, *extra: str) -> tuple[subprocess.Popen
     command = [*STEINBOCK_LIKE, "--data", str(tmp_path), "apps"]
     command += ["run", "--display", "vnc", "--vnc-port", str(port), "--geometry", geometry]
     command += [*extra, sys.executable, str(script)]
-    app = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    app = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_ctrl_c,  # stopped with SIGINT below
+    )
     deadline = time.monotonic() + 30
     lines = []
     while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import default_ctrl_c
 
 from steinbock_like.io.masks import read_mask
 from steinbock_like.io.probabilities import write_probabilities
@@ -52,6 +53,7 @@ def start_run(root: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a shell job would be
+        preexec_fn=default_ctrl_c,
     )
 
 
