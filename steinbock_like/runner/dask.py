@@ -2,7 +2,8 @@
 
 The client (the command) submits one dask task per job, no more at a time than
 the cluster has threads (so that no job queues behind a busy worker while another
-worker idles; an adaptive cluster gets them all, to scale on); workers run the job
+worker idles; a batch-system cluster, whose workers arrive one by one or scale
+with the queue, gets them all at once); workers run the job
 with :func:`~steinbock_like.runner.executors.execute_job`, so results and
 failures come back per image and outputs are written by the workers themselves
 (atomically, to the shared data directory). The command's task is sent with
@@ -101,7 +102,10 @@ class DaskExecutor:
 
         from distributed import as_completed
 
-        adaptive = bool(self.cluster_config.get("maximum_jobs"))
+        # Batch-system clusters (slurm, ...) start their workers one by one, maybe
+        # minutes apart, and adaptive ones grow with the jobs waiting: they get every
+        # job at once; an existing cluster or a local one has its workers already.
+        growing = self.cluster is not None and not self.cluster.strip().lower().startswith("local")
         with self._client() as client:
             token = uuid.uuid4().hex
             # The workers may run in another directory: hand them absolute paths.
@@ -113,8 +117,7 @@ class DaskExecutor:
                 # Only as many jobs as the cluster has threads: a job sent to a busy
                 # worker waits there while another worker may run out of work (dask
                 # gives a one-thread worker two tasks), costing up to a job at the end.
-                # An adaptive cluster grows with the jobs waiting: send them all.
-                slots = len(waiting) if adaptive else max(1, _cluster_threads(client))
+                slots = len(waiting) if growing else max(1, _cluster_threads(client))
                 while waiting and len(futures) < slots:
                     job = waiting.popleft()
                     future = client.submit(
