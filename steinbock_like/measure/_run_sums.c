@@ -9,9 +9,9 @@
  *   starts    int32 'i' or int64 'l'/'q', ascending from 0
  *   labels    uint32 'I' or int64 'l'/'q', each < out.shape[1]
  *   out       float64 'd', shape (len(channels), N), writable
- * Each run is summed in order and the runs are added in run order, as
- * np.add.reduceat and np.bincount do; for values whose float64 sums are exact
- * (integers, float32 of one scale) the result is numpy's to the last bit.
+ * Each run is summed in order and the runs are added in run order (as np.bincount
+ * adds them; np.add.reduceat may sum a long run pairwise): for values whose float64
+ * sums are exact (integers, float32 of one scale) the result is numpy's to the bit.
  * Channels are summed four at a time: runs are short (~9 pixels in a cell mask),
  * and four independent sums hide the latency of the additions and the cost of each
  * run's start. The GIL is released: channels can be reduced in threads.
