@@ -286,3 +286,22 @@ def test_refdata_neighbors_round_trip_byte_for_byte(refdata, tmp_path):
         assert table.dtypes.astype(str).tolist() == ["int64", "int64", "float32"]
         write_neighbors(tmp_path / path.name, table)
         assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_page_by_page_writers_refuse_wrong_channels_and_leave_no_file(tmp_path):
+    import numpy as np
+    import pytest
+
+    from steinbock_like.io.cellprofiler_input import write_cellprofiler_image
+    from steinbock_like.io.images import read_image, write_image_channels
+
+    channel = np.ones((4, 5), np.uint16)
+    write_image_channels(tmp_path / "ok.tiff", [channel, channel * 2], (2, 4, 5))
+    assert read_image(tmp_path / "ok.tiff")[:, 0, 0].tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match=r"expected float32 \(4, 5\), got float32 \(5, 4\)"):
+        write_image_channels(tmp_path / "a.tiff", [channel.T], (1, 4, 5))
+    with pytest.raises(ValueError, match="got 1 channels, expected 2"):
+        write_image_channels(tmp_path / "b.tiff", [channel], (2, 4, 5))
+    with pytest.raises(ValueError, match=r"expected uint16 \(4, 5\), got float32"):
+        write_cellprofiler_image(tmp_path / "c.tiff", [channel.astype(np.float32)], (1, 4, 5))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.tiff"]

@@ -15,6 +15,7 @@ import numpy as np
 import tifffile
 
 from steinbock_like.io.atomic import atomic_path
+from steinbock_like.io.images import checked_channels
 
 #: steinbock's file name of an image's mask in ``cellprofiler_input/``
 MASK_SUFFIX = "_mask.tiff"
@@ -35,23 +36,10 @@ def write_cellprofiler_image(
         (C, Y, X).
     """
     num_channels, height, width = shape
-
-    def pages():
-        count = 0
-        for channel in channels:
-            channel = np.asarray(channel)
-            if channel.dtype != np.uint16 or channel.shape != (height, width):
-                raise ValueError(f"expected uint16 {(height, width)}, got {channel.dtype} "
-                                 f"{channel.shape}")  # fmt: skip
-            count += 1
-            yield channel
-        if count != num_channels:
-            raise ValueError(f"got {count} channels, expected {num_channels}")
-
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
-            pages(),
+            checked_channels(channels, shape, np.uint16, convert=False),
             shape=(1, 1, num_channels, height, width, 1),
             dtype=np.uint16,
             imagej=True,

@@ -201,6 +201,27 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
     write_tiff(path, image.astype(np.float32, copy=False))
 
 
+def checked_channels(
+    channels: Iterable[np.ndarray], shape: tuple[int, int, int], dtype, *, convert: bool
+) -> Iterator[np.ndarray]:
+    """Yield the (Y, X) ``channels`` of a ``shape`` (C, Y, X) image one at a time, for a
+    page-by-page writer; ``convert``: cast each to ``dtype``, else require it. A wrong
+    shape, type or channel count raises ValueError (the writer's temp file is dropped)."""
+    num_channels, height, width = shape
+    count = 0
+    for channel in channels:
+        channel = np.asarray(channel, dtype=dtype if convert else None)
+        if channel.dtype != dtype or channel.shape != (height, width):
+            raise ValueError(
+                f"expected {np.dtype(dtype).name} {(height, width)}, got {channel.dtype} "
+                f"{channel.shape}"
+            )
+        count += 1
+        yield channel
+    if count != num_channels:
+        raise ValueError(f"got {count} channels, expected {num_channels}")
+
+
 def write_image_channels(
     path: str | Path, channels: Iterable[np.ndarray], shape: tuple[int, int, int]
 ) -> None:
@@ -209,28 +230,15 @@ def write_image_channels(
     Only one channel is held in memory, so images larger than memory can be
     written from a generator.
     """
-    num_channels, height, width = shape
-
-    def pages():
-        count = 0
-        for channel in channels:
-            channel = np.asarray(channel, dtype=np.float32)
-            if channel.shape != (height, width):
-                raise ValueError(f"channel shape {channel.shape} != {(height, width)}")
-            count += 1
-            yield channel
-        if count != num_channels:
-            raise ValueError(f"got {count} channels, expected {num_channels}")
-
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
-            pages(),
+            checked_channels(channels, shape, np.float32, convert=True),
             shape=shape,
             dtype=np.float32,
             compression="zlib",
             photometric="minisblack",
-            bigtiff=num_channels * height * width * 4 > 2**31,
+            bigtiff=int(np.prod(shape)) * 4 > 2**31,
         )
 
 
