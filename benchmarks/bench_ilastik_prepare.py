@@ -13,7 +13,6 @@ wall time, peak memory (max RSS of the process tree, from ``getrusage``) and whe
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import h5py
 import numpy as np
 import tifffile
 
-from steinbock_like.testing import timed_command
+from steinbock_like.testing import side_by_side_dirs, timed_command
 
 
 def make_data(directory: Path, images: int, size: int, channels: int) -> None:
@@ -61,12 +60,7 @@ def main() -> None:
     data = root / "data"
     if not data.exists():
         make_data(data, args.images, args.size, args.channels)
-    ours_dir, theirs_dir = root / "ours", root / "steinbock"
-    for directory in (theirs_dir, ours_dir):
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-        (directory / "img").symlink_to(data / "img")
-        shutil.copy(data / "panel.csv", directory)
+    theirs_dir, ours_dir = side_by_side_dirs(root, data, link=("img",), copy=("panel.csv",))
     commands = {}
     if Path(args.steinbock).is_file():
         commands["steinbock"] = (

@@ -34,7 +34,7 @@ import pandas as pd
 import tifffile
 from scipy import ndimage
 
-from steinbock_like.testing import timed_command
+from steinbock_like.testing import side_by_side_dirs, timed_command
 
 
 def voronoi_band(shape, seeds_rc, labels, radius=9.0):
@@ -113,12 +113,9 @@ def small(args) -> dict:
     data = root / "data"
     if not data.exists():
         make_data(data, args.images, args.size, args.channels, args.cells)
-    dirs = {"ours": root / "ours", "steinbock": root / "steinbock"}
-    for directory in dirs.values():
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-        for name in ("img", "masks", "panel.csv"):
-            (directory / name).symlink_to(data / name)
+    names = ("ours", "steinbock")
+    links = ("img", "masks", "panel.csv")
+    dirs = dict(zip(names, side_by_side_dirs(root, data, names, link=links), strict=True))
     ours = Path(sys.executable).parent / "steinbock-like"
     steps = {
         "intensities": (["intensities"], "intensities"),

@@ -14,7 +14,6 @@ steinbock reads every image whole; ours converts one channel at a time.
 import argparse
 import filecmp
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from steinbock_like.testing import timed_command
+from steinbock_like.testing import side_by_side_dirs, timed_command
 
 OUTPUTS = ("cellprofiler_input", "cell_measurement.cppipe")
 
@@ -67,13 +66,7 @@ def main() -> None:
     data = root / "data"
     if not data.exists():
         make_data(data, args.images, args.size, args.channels)
-    ours_dir, theirs_dir = root / "ours", root / "steinbock"
-    for directory in (theirs_dir, ours_dir):
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-        for name in ("img", "masks"):
-            (directory / name).symlink_to(data / name)
-        shutil.copy(data / "panel.csv", directory)
+    theirs_dir, ours_dir = side_by_side_dirs(root, data, link=("img", "masks"), copy=("panel.csv",))
     commands = {}
     if Path(args.steinbock).is_file():
         commands["steinbock"] = ([args.steinbock, "measure", "cellprofiler", "prepare"], theirs_dir)

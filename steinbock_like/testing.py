@@ -336,6 +336,26 @@ print(wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
+def side_by_side_dirs(
+    root: Path, data: Path, names: tuple[str, ...] = ("steinbock", "ours"), *, link=(), copy=()
+) -> list[Path]:
+    """Fresh working directories ``root/NAME`` for a benchmark's tools, each with the
+    inputs of ``data``: ``link`` (symlinked, e.g. ``img``) and ``copy`` (copied files)."""
+    import shutil
+
+    directories = []
+    for name in names:
+        directory = root / name
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        for item in link:
+            (directory / item).symlink_to(data / item)
+        for item in copy:
+            shutil.copy(data / item, directory)
+        directories.append(directory)
+    return directories
+
+
 def timed_command(args, cwd: str | Path, clear=()) -> tuple[float, float, float]:
     """Run a benchmark's command line in ``cwd`` through a wrapper process.
 
