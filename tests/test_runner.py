@@ -146,9 +146,14 @@ class SetupFails(ThresholdTask):
 
 
 def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path):
-    jobs = make_jobs(tmp_path, n=3)
-    with pytest.raises(SteinbockLikeError, match="worker process died"):
-        run(SetupFails(0.5), jobs, executor=LocalExecutor(2))
+    # Many jobs: the first worker fails while the rest are still being submitted.
+    jobs = make_jobs(tmp_path, n=40)
+    for _ in range(5):
+        with pytest.raises(SteinbockLikeError) as raised:
+            run(SetupFails(0.5), jobs, executor=LocalExecutor(2), overwrite=True)
+        assert str(raised.value) == (
+            "a worker process could not start: RuntimeError: model file is corrupt"
+        )
     with pytest.raises(RuntimeError, match="model file is corrupt"):  # one worker: the cause
         run(SetupFails(0.5), jobs, overwrite=True)
 

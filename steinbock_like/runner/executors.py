@@ -85,10 +85,17 @@ class LocalExecutor:
             initializer=_init_worker,
             initargs=(task, os.getpid()),
         )
-        futures = [pool.submit(_run_in_worker, job) for job in jobs]
+        futures: list[concurrent.futures.Future] = []
         try:
+            # Inside the try: a worker whose setup() fails can break the pool while
+            # jobs are still being submitted, and submit() then raises.
+            futures.extend(pool.submit(_run_in_worker, job) for job in jobs)
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
+        except _WorkerSetupFailed as failure:
+            message, details = failure.args
+            logger.debug("a worker's setup failed:\n%s", details)
+            raise SteinbockLikeError(f"a worker process could not start: {message}") from None
         except concurrent.futures.process.BrokenProcessPool as error:
             # A worker died (out of memory, or its setup() failed): say what to try.
             raise SteinbockLikeError(
@@ -174,6 +181,12 @@ class ExternalToolExecutor:
 
 
 _worker_task: Callable | None = None
+#: Why this worker's setup() failed: (one line, traceback), reported with its first job.
+_worker_setup_failure: tuple[str, str] | None = None
+
+
+class _WorkerSetupFailed(Exception):
+    """Carries a worker's setup() failure to the main process (args: line, traceback)."""
 
 
 def _init_worker(task: Callable, parent: int) -> None:
@@ -184,7 +197,14 @@ def _init_worker(task: Callable, parent: int) -> None:
     # The pool stops workers with SIGTERM: they must not run the main process's handler.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker_task = task
-    _setup(task)
+    try:
+        _setup(task)
+    except Exception as error:
+        # Raising here would break the pool, whose error can only say that a worker
+        # died; the first job this worker takes reports the cause instead.
+        global _worker_setup_failure
+        message = str(error) if isinstance(error, SteinbockLikeError) else describe_error(error)
+        _worker_setup_failure = (message, traceback.format_exc())
 
 
 def _die_with_parent(parent: int) -> None:
@@ -202,6 +222,8 @@ def _die_with_parent(parent: int) -> None:
 
 def _run_in_worker(job: Job) -> JobResult:
     assert _worker_task is not None
+    if _worker_setup_failure is not None:
+        raise _WorkerSetupFailed(*_worker_setup_failure)
     return execute_job(_worker_task, job)
 
 
