@@ -126,6 +126,33 @@ def test_stale_temp_files_of_an_interrupted_run_are_removed(tmp_path):
     assert remove_stale_temp_files(out) == []
 
 
+class LeavesAKilledWritersFile(ThresholdTask):
+    """As if a worker died while writing the last image's output (its file stays)."""
+
+    def __init__(self, threshold, dead_pid):
+        super().__init__(threshold)
+        self.dead_pid = dead_pid
+
+    def __call__(self, job):
+        if job.name == "im2":
+            (job.outputs["mask"].parent / f".tmp-{self.dead_pid}-abc.tiff").write_bytes(b"II*")
+        return super().__call__(job)
+
+
+def test_what_a_worker_that_died_was_writing_is_gone_after_the_batch(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    jobs = make_jobs(tmp_path, n=3)
+    summary = run(LeavesAKilledWritersFile(0.5, int(finished.stdout)), jobs)
+    assert summary.count("ok") == 3
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [
+        "im0.tiff", "im1.tiff", "im2.tiff", "run_metadata.json",
+    ]  # fmt: skip
+
+
 def test_worker_count_is_validated():
     with pytest.raises(SteinbockLikeError, match="at least 1"):
         LocalExecutor(0)

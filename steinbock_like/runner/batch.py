@@ -164,6 +164,10 @@ def run_batch(
                 len(todo),
             )
         raise
+    # A worker killed while writing (kill -9, the OOM killer) leaves its temporary
+    # file; its job was rerun elsewhere, and no job of this batch is writing now.
+    for directory in output_dirs:
+        remove_stale_temp_files(directory)
     summary = BatchSummary([results[job.name] for job in jobs])
     recorder.write(results, finished=True)
     if table is not None:

@@ -263,6 +263,8 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
                 removed.append(path)
     if removed:
         logger.info(
-            "%s: removed %d unfinished file(s) of an interrupted run", directory, len(removed)
+            "%s: removed %d unfinished file(s) of an interrupted run or a worker that died",
+            directory,
+            len(removed),
         )
     return removed
