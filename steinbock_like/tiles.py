@@ -370,7 +370,8 @@ def cluster_workers() -> int:
         return 0
     from distributed import get_client
 
-    return len(get_client().scheduler_info().get("workers", {}))
+    # nthreads() lists every worker (scheduler_info() only the first five)
+    return len(get_client().nthreads())
 
 
 def _in_dask_task() -> bool:
@@ -407,7 +408,7 @@ def distributed_map(
     from distributed import worker_client
 
     with worker_client() as client:
-        addresses = sorted(client.scheduler_info().get("workers", {})) or [None]
+        addresses = sorted(client.nthreads()) or [None]
         workers = len(addresses)
         pending: deque = deque()
         for number, item in enumerate(items):

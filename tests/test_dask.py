@@ -24,6 +24,7 @@ from steinbock_like.io.masks import write_mask
 pytest.importorskip("distributed")
 
 DASK = Path(sys.executable).parent / "dask"
+TESTS = Path(__file__).resolve().parent
 
 
 class Cluster:
@@ -43,8 +44,14 @@ class Cluster:
 
     def _start(self, kind: str, *args: str) -> subprocess.Popen:
         command = [str(DASK), kind, "--scheduler-file", str(self.file), *args]
+        # the tests' own modules importable there too (for jobs defined in a test)
+        path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
         process = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.directory
+            command,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
+            env={**os.environ, "PYTHONPATH": path},
         )
         self.processes.append(process)
         deadline = time.monotonic() + 60
@@ -284,6 +291,64 @@ def test_bad_cluster_options_are_one_line_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_adaptive_is_only_for_a_running_cluster(tmp_path, capsys):
+    make_repair_inputs(tmp_path, 1)
+    assert run("--data", tmp_path, "repair", "--adaptive") == 1
+    assert "--adaptive needs --scheduler" in capsys.readouterr().err
+    assert run("--data", tmp_path, "repair", "--cluster", "local:1", "--adaptive") == 1
+    assert "--adaptive is for a running cluster" in capsys.readouterr().err
+    from steinbock_like.runner.dask import DaskExecutor
+
+    # which clusters get every job at once: those that grow with their queue
+    assert DaskExecutor("tcp://host:8786", adaptive=True).all_at_once
+    assert not DaskExecutor("tcp://host:8786").all_at_once
+    assert DaskExecutor(cluster="slurm").all_at_once
+    assert not DaskExecutor(cluster="local:2").all_at_once
+
+
+class _SlowJob:
+    """A job that takes ``seconds`` and says which worker ran it, and when."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __call__(self, job):
+        from distributed import get_worker
+
+        start = time.time()
+        time.sleep(self.seconds)
+        return {"worker": get_worker().address, "start": start, "end": time.time()}
+
+
+def test_every_worker_counts_and_workers_that_join_get_jobs_at_once(tmp_path):
+    from distributed import Client, LocalCluster
+
+    from steinbock_like.runner.dask import DaskExecutor, _cluster_threads
+    from steinbock_like.runner.jobs import Job
+    from steinbock_like.tiles import cluster_workers
+
+    # dask's scheduler_info() describes five workers only: seven must count as seven
+    with (
+        LocalCluster(n_workers=7, threads_per_worker=1, processes=False) as local,
+        Client(local, set_as_default=False) as client,
+    ):
+        assert _cluster_threads(client) == 7
+        assert client.submit(cluster_workers, pure=False).result() == 7
+
+    cluster = Cluster(tmp_path, workers=1)
+    try:
+        jobs = [Job(f"job{i}", {}, {}) for i in range(4)]
+        results = DaskExecutor(cluster.address).run(_SlowJob(4.0), jobs)
+        cluster.add_worker()  # joins while the first job runs
+        infos = [result.info for result in results]
+    finally:
+        cluster.close()
+    first = min(infos, key=lambda info: info["start"])
+    joined = [info for info in infos if info["worker"] != first["worker"]]
+    # the worker that joined started a job before the first one ended (not after it)
+    assert joined and min(info["start"] for info in joined) < first["end"]
 
 
 def test_tiles_of_one_large_image_spread_over_the_workers(

@@ -106,7 +106,8 @@ DASK_OPTIONS_KEY = "steinbock_like.dask_options"
 
 def runner_options(function):
     """``--workers``, ``--overwrite``, ``--resume`` and the dask options
-    (``--scheduler``, ``--cluster``, ``--cluster-config``), for every per-image command.
+    (``--scheduler``, ``--cluster``, ``--cluster-config``, ``--adaptive``), for every
+    per-image command.
 
     The dask options are not passed to the command function: :func:`run_jobs`
     reads them from the click context and builds the executor.
@@ -142,6 +143,13 @@ def runner_options(function):
         help="YAML/JSON file of dask-jobqueue cluster options (see docs/cluster.md).",
     )
     @click.option(
+        "--adaptive",
+        is_flag=True,
+        help="The cluster at --scheduler scales with its queue (adapt()): send it every "
+        "image at once so that it can grow (by default it gets as many as it has worker "
+        "threads, and more as workers join).",
+    )
+    @click.option(
         "--overwrite",
         is_flag=True,
         envvar=OVERWRITE_ENVVAR,
@@ -164,7 +172,7 @@ def runner_options(function):
     return wrapper
 
 
-DASK_KEYS = ("scheduler", "cluster", "cluster_config")
+DASK_KEYS = ("scheduler", "cluster", "cluster_config", "adaptive")
 
 
 def _dask_executor_asked(context) -> bool:
@@ -175,10 +183,12 @@ def _dask_executor_asked(context) -> bool:
 def _dask_executor(context):
     """The DaskExecutor the command's --scheduler/--cluster options ask for, or None."""
     options = context.meta.get(DASK_OPTIONS_KEY, {}) if context else {}
-    scheduler, cluster, config_file = (options.get(key) for key in DASK_KEYS)
+    scheduler, cluster, config_file, adaptive = (options.get(key) for key in DASK_KEYS)
     if not scheduler and not cluster:
         if config_file is not None:
             raise SteinbockLikeError("--cluster-config needs --cluster")
+        if adaptive:
+            raise SteinbockLikeError("--adaptive needs --scheduler")
         return None
     from steinbock_like.runner.dask import executor_from_options
 
@@ -188,7 +198,7 @@ def _dask_executor(context):
 
         app = context.find_object(AppContext)
         config = read_cluster_config(app.path(config_file) if app else config_file)
-    return executor_from_options(scheduler or None, cluster, config)
+    return executor_from_options(scheduler or None, cluster, config, bool(adaptive))
 
 
 def run_jobs(

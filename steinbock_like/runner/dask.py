@@ -2,8 +2,9 @@
 
 The client (the command) submits one dask task per job, no more at a time than
 the cluster has threads (so that no job queues behind a busy worker while another
-worker idles; a batch-system cluster, whose workers arrive one by one or scale
-with the queue, gets them all at once); workers run the job
+worker idles), and more as workers join; a cluster that scales with its queue
+(one started through dask-jobqueue, or an existing one given as adaptive) gets
+them all at once, since only a queue makes it grow; workers run the job
 with :func:`~steinbock_like.runner.executors.execute_job`, so results and
 failures come back per image and outputs are written by the workers themselves
 (atomically, to the shared data directory). The command's task is sent with
@@ -57,6 +58,8 @@ JOBQUEUE_CLUSTERS = {
 # How long to wait for a scheduler to answer, and for a started cluster's first worker.
 CONNECT_TIMEOUT_S = 30
 WORKER_WAIT_S = 600
+# How often to look whether the cluster has grown while no job finishes (seconds).
+GROWTH_CHECK_S = 1.0
 
 
 class DaskExecutor:
@@ -73,6 +76,9 @@ class DaskExecutor:
     cluster_config : dict, optional
         Keyword arguments of the dask-jobqueue cluster class, plus ``jobs`` (how
         many batch jobs to start, default 1) or ``maximum_jobs`` (adaptive).
+    adaptive : bool
+        The cluster at ``scheduler`` scales with its queue (``adapt()``): send it
+        every job at once (otherwise it would never see a queue to grow on).
     """
 
     def __init__(
@@ -81,12 +87,19 @@ class DaskExecutor:
         *,
         cluster: str | None = None,
         cluster_config: dict[str, Any] | None = None,
+        adaptive: bool = False,
     ):
         if (scheduler is None) == (cluster is None):
             raise SteinbockLikeError("give either a dask scheduler address or a cluster to start")
         self.scheduler = scheduler
         self.cluster = cluster
         self.cluster_config = dict(cluster_config or {})
+        # Batch-system clusters (slurm, ...) start their workers one by one, maybe
+        # minutes apart, and adaptive ones grow with the jobs waiting: they get every
+        # job at once; an existing cluster or a local one has its workers already.
+        self.all_at_once = adaptive or (
+            cluster is not None and not cluster.strip().lower().startswith("local")
+        )
         if cluster is not None:
             _parse_cluster(cluster)  # fail early on a bad name
 
@@ -102,10 +115,6 @@ class DaskExecutor:
 
         from distributed import as_completed
 
-        # Batch-system clusters (slurm, ...) start their workers one by one, maybe
-        # minutes apart, and adaptive ones grow with the jobs waiting: they get every
-        # job at once; an existing cluster or a local one has its workers already.
-        growing = self.cluster is not None and not self.cluster.strip().lower().startswith("local")
         with self._client() as client:
             token = uuid.uuid4().hex
             # The workers may run in another directory: hand them absolute paths.
@@ -117,7 +126,7 @@ class DaskExecutor:
                 # Only as many jobs as the cluster has threads: a job sent to a busy
                 # worker waits there while another worker may run out of work (dask
                 # gives a one-thread worker two tasks), costing up to a job at the end.
-                slots = len(waiting) if growing else max(1, _cluster_threads(client))
+                slots = len(waiting) if self.all_at_once else max(1, _cluster_threads(client))
                 while waiting and len(futures) < slots:
                     job = waiting.popleft()
                     future = client.submit(
@@ -134,14 +143,23 @@ class DaskExecutor:
 
             try:
                 submit_more()
-                for future in completed:
-                    job = futures.pop(future)
-                    result = _collect(future, job, self.describe())
-                    submit_more()  # before reporting: keep the workers busy
-                    if result.status == "failed":
-                        # also what a killed attempt may have left before the failure
-                        remove_outputs(job)
-                    yield result
+                checked = time.monotonic()
+                while futures:
+                    if not completed.has_ready():
+                        time.sleep(0.05)
+                        if waiting and time.monotonic() - checked > GROWTH_CHECK_S:
+                            submit_more()  # workers that joined get jobs now
+                            checked = time.monotonic()
+                        continue
+                    for future in completed.next_batch(block=False):
+                        job = futures.pop(future)
+                        result = _collect(future, job, self.describe())
+                        submit_more()  # before reporting: keep the workers busy
+                        checked = time.monotonic()
+                        if result.status == "failed":
+                            # also what a killed attempt may have left before the failure
+                            remove_outputs(job)
+                        yield result
             finally:
                 for future in futures:
                     future.cancel()
@@ -191,9 +209,9 @@ def _silence(prefix: str) -> dict[str, int]:
 
 
 def _cluster_threads(client) -> int:
-    """Threads of the cluster's workers now (the client's view, refreshed by dask)."""
-    workers = client.scheduler_info().get("workers", {})
-    return sum(int(info.get("nthreads", 1)) for info in workers.values())
+    """Threads of all the cluster's workers now (one call to the scheduler)."""
+    # not scheduler_info(): it describes the first five workers only
+    return sum(int(count) for count in client.nthreads().values())
 
 
 def _collect(future, job: Job, where: str) -> JobResult:
@@ -344,12 +362,18 @@ def executor_from_options(
     scheduler: str | None,
     cluster: str | None,
     cluster_config: dict[str, Any] | None,
+    adaptive: bool = False,
 ) -> DaskExecutor | None:
     """The dask executor the options ask for, or None for the local one."""
+    if adaptive and not scheduler:
+        raise SteinbockLikeError(
+            "--adaptive is for a running cluster given by --scheduler "
+            "(clusters started by --cluster slurm etc. get every image at once anyway)"
+        )
     if cluster is not None:
         if scheduler is not None:
             raise SteinbockLikeError("give --scheduler or --cluster, not both")
         return DaskExecutor(cluster=cluster, cluster_config=cluster_config)
     if scheduler:
-        return DaskExecutor(scheduler)
+        return DaskExecutor(scheduler, adaptive=adaptive)
     return None
