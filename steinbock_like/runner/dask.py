@@ -126,6 +126,8 @@ class DaskExecutor:
                 # Only as many jobs as the cluster has threads: a job sent to a busy
                 # worker waits there while another worker may run out of work (dask
                 # gives a one-thread worker two tasks), costing up to a job at the end.
+                if not waiting:
+                    return
                 slots = len(waiting) if self.all_at_once else max(1, _cluster_threads(client))
                 while waiting and len(futures) < slots:
                     job = waiting.popleft()
@@ -143,19 +145,20 @@ class DaskExecutor:
 
             try:
                 submit_more()
-                checked = time.monotonic()
                 while futures:
+                    # as_completed's iterator, plus a look at the cluster's size every
+                    # GROWTH_CHECK_S: workers that joined get jobs without waiting for
+                    # one to finish (the queue is filled before the notification)
+                    with completed.thread_condition:
+                        if not completed.has_ready():
+                            completed.thread_condition.wait(timeout=GROWTH_CHECK_S)
                     if not completed.has_ready():
-                        time.sleep(0.05)
-                        if waiting and time.monotonic() - checked > GROWTH_CHECK_S:
-                            submit_more()  # workers that joined get jobs now
-                            checked = time.monotonic()
+                        submit_more()
                         continue
                     for future in completed.next_batch(block=False):
                         job = futures.pop(future)
                         result = _collect(future, job, self.describe())
                         submit_more()  # before reporting: keep the workers busy
-                        checked = time.monotonic()
                         if result.status == "failed":
                             # also what a killed attempt may have left before the failure
                             remove_outputs(job)
