@@ -234,25 +234,33 @@ class CellposeSegmenter:
 
     def network_rescale(self) -> float | None:
         """The factor Cellpose 3 resizes images by before its network (None: other API)."""
+        rescale = self._cellpose_rescale()
+        return None if rescale is None else float(rescale)
+
+    def _cellpose_rescale(self):
+        """``rescale`` exactly as Cellpose 3's ``eval`` computes it (its float32 kept)."""
         if self.major >= 4:
             return None
         settings = self.settings
         if settings.diameter is not None and settings.diameter > 0:
-            return float(self.model.diam_mean) / float(settings.diameter)
+            return self.model.diam_mean / settings.diameter
         if settings.rescale is None:
-            return float(self.model.diam_mean) / float(self.model.diam_labels)
-        return float(settings.rescale)
+            return self.model.diam_mean / self.model.diam_labels
+        return settings.rescale
 
     def block_function(self, image: np.ndarray, *, normalize: bool = True):
         """A function segmenting boxes of ``image`` as its whole-image segmentation would.
 
         ``function(box) -> labels`` evaluates the network on exactly the tiles that
-        Cellpose lays over the whole ``image`` (see
-        :mod:`steinbock_like.segment.cellpose.grid`), then computes masks on the box
-        with Cellpose's own dynamics, so that the objects inside a block equal the
-        whole image's. None where this is not possible (Cellpose 4, images
-        resized for the network, ``augment``, ``invert``, or ``normalize``):
-        then blocks must be segmented on their own with :meth:`segment`.
+        Cellpose lays over the whole (resized) ``image`` (see
+        :mod:`steinbock_like.segment.cellpose.grid`), resizing only the part of the
+        image those tiles cover, and the network's output back onto the box, as
+        OpenCV resizes the whole image (:mod:`steinbock_like.segment.cellpose.resize`);
+        then it computes masks on the box with Cellpose's own dynamics, so that the
+        objects inside a block equal the whole image's. None where this is not
+        possible (Cellpose 4, ``augment``, ``invert``, masks computed at the
+        network's scale: ``resample`` off with resizing, or ``normalize``): then
+        blocks must be segmented on their own with :meth:`segment`.
 
         Parameters
         ----------
@@ -262,39 +270,96 @@ class CellposeSegmenter:
             Whether :meth:`segment` would let Cellpose normalise (not supported here).
         """
         settings = self.settings
-        if (
-            normalize
-            or settings.augment
-            or settings.invert
-            or self.network_rescale() != 1.0
-            or np.ndim(image) not in (2, 3)
-            or (np.ndim(image) == 3 and not 1 <= np.shape(image)[0] <= 2)
-        ):
+        rescale = self._cellpose_rescale()
+        reason = None
+        if self.major >= 4:
+            reason = f"Cellpose {self.version}"
+        elif settings.augment:
+            reason = "--augment"
+        elif settings.invert:
+            reason = "--invert"
+        elif rescale != 1.0 and not settings.resample:
+            reason = "--no-resample with resizing (masks at the network's scale)"
+        if normalize or np.ndim(image) not in (2, 3):
+            return None
+        if np.ndim(image) == 3 and not 1 <= np.shape(image)[0] <= 2:
+            return None
+        if reason is not None:
+            logger.info(
+                "Cellpose blocks: each block on its own network tiles (%s), so objects "
+                "may differ slightly from a whole-image run",
+                reason,
+            )
             return None
         if np.ndim(image) == 2:
             image = image[np.newaxis]  # one channel: nuclei empty, as in :meth:`segment`
         from cellpose import core, dynamics
 
         from steinbock_like.segment.cellpose.grid import network_grid, network_output
+        from steinbock_like.segment.cellpose.resize import (
+            ResizedImage,
+            matches_opencv,
+            resize_window,
+            source_window,
+        )
 
-        grid = network_grid(image.shape[1:], tile_overlap=settings.tile_overlap)
+        height, width = image.shape[1:]
+        resized = rescale != 1.0
+        if resized:
+            # Cellpose's own sizes: int(Ly * rescale) with its float32 rescale
+            size = (int(height * rescale), int(width * rescale))
+            network_input = ResizedImage(image, size, "opencv")
+            for channels, method, src, dst in ((2, "opencv", (height, width), size),
+                                               (3, "ipp", size, (height, width))):  # fmt: skip
+                difference = matches_opencv(src, dst, channels, method)
+                if difference:
+                    logger.warning(
+                        "Cellpose blocks: this OpenCV resizes %d-channel images other than "
+                        "reproduced (up to %.2g apart); block flows approximate the whole "
+                        "image's",
+                        channels,
+                        difference,
+                    )
+        else:
+            size = (height, width)
+            network_input = image
+        grid = network_grid(size, tile_overlap=settings.tile_overlap)
         net = self.model.net
-        niter = settings.niter if settings.niter else 200
-        whole_area = image.shape[1] * image.shape[2]
-
+        if settings.niter:
+            niter = settings.niter
+        else:
+            niter = 1 / rescale * 200 if settings.resample else 200  # as Cellpose's eval
+        whole_area = height * width
         empty = not np.any(image[0])  # as :meth:`segment` skips an empty whole image
 
-        def segment_box(box: tuple[slice, slice]) -> np.ndarray:
-            if empty:
-                return np.zeros(image[(0, *box)].shape, dtype=np.uint32)
-            output = network_output(
-                image,
+        def network(box: tuple[slice, slice]) -> np.ndarray:
+            return network_output(
+                network_input,
                 box,
                 lambda tiles: core._forward(net, tiles)[0],
                 grid=grid,
                 batch_size=settings.batch_size,
                 channels=2,
             )
+
+        def segment_box(box: tuple[slice, slice]) -> np.ndarray:
+            if empty:
+                return np.zeros(image[(0, *box)].shape, dtype=np.uint32)
+            if resized:
+                rows, cols = box[0].indices(height)[:2], box[1].indices(width)[:2]
+                y0, y1, x0, x1 = source_window(size, (height, width), rows, cols, method="ipp")
+                small = network((slice(y0, y1), slice(x0, x1)))
+                output = resize_window(
+                    lambda a, b, c, d: small[:, a - y0 : b - y0, c - x0 : d - x0],
+                    size,
+                    (height, width),
+                    rows,
+                    cols,
+                    method="ipp",
+                )
+                del small
+            else:
+                output = network(box)
             labels = dynamics.resize_and_compute_masks(
                 output[:2],
                 output[2],
