@@ -20,6 +20,10 @@ the bit (see ``tests/test_cellpose_resize.py``):
     Source coordinates in float64 with the fraction rounded to float32, clamped in
     both axes; a horizontal pass, then a vertical one, each ``a + (b - a) * f``
     with one rounding (a fused multiply-add).
+
+Masks computed at the network's scale (Cellpose's ``resample=False``) are resized
+back with ``cv2.INTER_NEAREST``: destination pixel ``d`` takes source pixel
+``floor(d * src / dst)`` (:func:`nearest_taps`).
 """
 
 from __future__ import annotations
@@ -91,6 +95,26 @@ def axis_taps(
     high = np.clip(low + 1, 0, src - 1)
     low = np.clip(low, 0, src - 1)
     return AxisTaps(low, high, fraction.astype(np.float32))
+
+
+def nearest_taps(src: int, dst: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The source pixel of destination pixels ``start..stop`` in OpenCV's nearest resize.
+
+    Parameters
+    ----------
+    src, dst : int
+        Source and destination lengths of the axis (of the whole images).
+    start, stop : int
+        Destination pixels wanted (default: all).
+
+    Returns
+    -------
+    ndarray of int
+    """
+    stop = dst if stop is None else stop
+    scale = 1.0 / (float(dst) / float(src))
+    positions = np.arange(start, stop, dtype=np.float64) * scale
+    return np.minimum(np.floor(positions).astype(np.int64), src - 1)
 
 
 def _interpolate(a: np.ndarray, b: np.ndarray, fraction: np.ndarray, method: str) -> np.ndarray:
@@ -243,3 +267,23 @@ def matches_opencv(
         )
         worst = max(worst, float(np.max(np.abs(np.moveaxis(got, 0, -1) - expected))))
     return worst
+
+
+def nearest_matches_opencv(src_shape: tuple[int, int], dst_shape: tuple[int, int]) -> bool:
+    """Whether :func:`nearest_taps` gives ``cv2.INTER_NEAREST``'s pixels, on a probe of
+    ``src_shape`` rows (columns) but a few columns (rows), for uint16 and float32 masks."""
+    import cv2
+
+    for dtype in (np.uint16, np.float32):
+        for axis in (0, 1):
+            src, dst = [5, 5], [7, 7]
+            src[axis], dst[axis] = src_shape[axis], dst_shape[axis]
+            index = np.arange(src[axis]) % 60000
+            probe = np.broadcast_to(index if axis else index[:, np.newaxis], src)
+            probe = np.ascontiguousarray(probe, dtype=dtype)
+            got = cv2.resize(probe, (dst[1], dst[0]), interpolation=cv2.INTER_NEAREST)
+            taps = nearest_taps(src[axis], dst[axis])
+            line = got[0] if axis else got[:, 0]
+            if not np.array_equal(line.astype(np.int64), index[taps]):
+                return False
+    return True
