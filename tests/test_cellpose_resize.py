@@ -108,3 +108,66 @@ def test_nearest_taps_are_cv2s(dtype, shape, size):
     assert np.array_equal(mask[np.ix_(rows, cols)], expected)
     assert np.array_equal(nearest_taps(shape[0], size[0], 17, 90), rows[17:90])
     assert nearest_matches_opencv(shape, size)
+
+
+class _FakeNet:
+    """A stand-in for Cellpose's network: three outputs that depend on each tile's pixels
+    and on where they lie in the tile (as a network's do), no weights to load."""
+
+    nout = 3
+    mkldnn = False
+
+    def __init__(self):
+        import torch
+
+        self.device = torch.device("cpu")
+
+    def eval(self):
+        return self
+
+    def __call__(self, x):
+        import torch
+
+        ramp = torch.linspace(0.5, 1.5, x.shape[-1], dtype=x.dtype)
+        y = torch.stack([x[:, 0] * ramp, x[:, 1] - x[:, 0], torch.sin(x[:, 0] * 3)], dim=1)
+        return y, torch.ones((x.shape[0], 256), dtype=x.dtype)
+
+
+@pytest.mark.parametrize("rescale", [np.float32(11) / 7.0, np.float32(11) / 16.0, 3.0])
+def test_block_outputs_equal_cellposes_whole_image_run(rescale):
+    """Cellpose's own run_net on the whole image, resized and resized back as its eval does,
+    against blocks computed from the windows their tiles need: the same bits."""
+    core = pytest.importorskip("cellpose.core")
+    from cellpose import transforms
+
+    from steinbock_like.segment.cellpose.grid import network_grid, network_output
+
+    rng = np.random.default_rng(7)
+    image = rng.random((2, 150, 190), dtype=np.float32)
+    net = _FakeNet()
+    whole, _ = core.run_net(net, np.moveaxis(image, 0, -1)[np.newaxis], rsz=rescale)
+    back = transforms.resize_image(whole, 150, 190)[0]  # what eval does (resample)
+    size = (int(150 * rescale), int(190 * rescale))
+    assert whole.shape[1:3] == size
+    resized = ResizedImage(image, size, "opencv")
+    grid = network_grid(size)
+    for rows, cols in [((0, 80), (0, 100)), ((60, 150), (90, 190)), ((33, 34), (0, 190))]:
+        y0, y1, x0, x1 = source_window(size, (150, 190), rows, cols, method="ipp")
+        small = network_output(
+            resized,
+            (slice(y0, y1), slice(x0, x1)),
+            lambda tiles: core._forward(net, tiles)[0],
+            grid=grid,
+            batch_size=3,
+        )
+        assert np.array_equal(small, np.moveaxis(whole[0, y0:y1, x0:x1], -1, 0))
+        flows = resize_window(
+            lambda a, b, c, d, s=small, y=y0, x=x0: s[:, a - y : b - y, c - x : d - x],
+            size,
+            (150, 190),
+            rows,
+            cols,
+            method="ipp",
+        )
+        expected = np.moveaxis(back[slice(*rows), slice(*cols)], -1, 0)
+        assert np.array_equal(flows, expected)

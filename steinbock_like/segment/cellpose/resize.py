@@ -188,12 +188,16 @@ def resize_window(
         return total
     ty = axis_taps(src_shape[0], dst_shape[0], *rows, method=method, clamp=False)
     tx = axis_taps(src_shape[1], dst_shape[1], *cols, method=method)
-    horizontal = _interpolate(
-        source[:, :, tx.low - x0], source[:, :, tx.high - x0], tx.fraction, method
-    )
-    del source
     fraction = ty.fraction[:, np.newaxis]
-    return _interpolate(horizontal[:, ty.low - y0], horizontal[:, ty.high - y0], fraction, method)
+    out = np.empty((source.shape[0], len(ty.low), len(tx.low)), np.float32)
+    for channel, plane in enumerate(source):  # one at a time: less memory
+        horizontal = _interpolate(
+            plane[:, tx.low - x0], plane[:, tx.high - x0], tx.fraction, method
+        )
+        out[channel] = _interpolate(
+            horizontal[ty.low - y0], horizontal[ty.high - y0], fraction, method
+        )
+    return out
 
 
 class ResizedImage:
