@@ -373,7 +373,7 @@ class CellposeSegmenter:
                 # numbered 1..n again: Cellpose's removal of small objects below takes
                 # the n-th count for object n (on the whole image, it drops other
                 # objects than the small ones where an object vanished in resizing)
-                labels = fastremap.renumber(labels)[0]
+                labels = fastremap.renumber(labels)[0].astype(labels.dtype, copy=False)
             # Cellpose fills holes and drops small objects at the image's scale
             return np.asarray(utils.fill_holes_and_remove_small_masks(labels, settings.min_size))
 
