@@ -17,10 +17,18 @@ peak RSS of each run, object counts, object F1 at IoU 0.5 between them, whole-im
 objects split along a block border, and how far each unmatched object's centroid
 lies from the nearest block seam.
 
+With ``--diameter`` other than the model's own (11 px for the small model) Cellpose
+resizes the image for its network (by model diameter / ``--diameter``); blocks then
+resize only what their network tiles need (``segment/cellpose/resize.py``). Masks
+are computed at the network's scale and resized back (steinbock's default) or, with
+``--resample``, from the flows resized back to the image.
+
 Usage::
 
     python benchmarks/bench_cellpose.py --size 6000 [--model PATH] [--work DIR]
     python benchmarks/bench_cellpose.py --size 2000 --compare-blocks 1024 [--block-overlap 64]
+    python benchmarks/bench_cellpose.py --size 2000 --compare-blocks 1024 --diameter 7.33 \
+        [--resample]
 """
 
 from __future__ import annotations
@@ -112,6 +120,8 @@ def compare_blocks(args, data: Path, model: Path, name: str) -> None:
     ]  # fmt: skip
     if args.diameter:
         base += ["--diameter", str(args.diameter)]
+    if args.resample:
+        base += ["--resample"]
     runs = {
         "whole": ["--block-size", "0", "-o", "masks_whole"],
         "blocks": [
@@ -141,7 +151,8 @@ def compare_blocks(args, data: Path, model: Path, name: str) -> None:
     near = args.block_overlap
     print(
         f"== {args.size} x {args.size} px, blocks {args.compare_blocks} (+{args.block_overlap} "
-        f"overlap, {len(tiles)} blocks, seams at y {seams_y} x {seams_x})"
+        f"overlap, {len(tiles)} blocks, seams at y {seams_y} x {seams_x}), --diameter "
+        f"{args.diameter}{' --resample' if args.resample else ''}"
     )
     print(f"  objects: whole {len(np.unique(whole)) - 1}, blocks {len(np.unique(blocks)) - 1}")
     print(
@@ -166,7 +177,11 @@ def compare_blocks(args, data: Path, model: Path, name: str) -> None:
         "blocks_s": round(figures["blocks"][0], 1),
         "whole_peak_mib": round(figures["whole"][1]),
         "blocks_peak_mib": round(figures["blocks"][1]),
-        "f1": round(object_f1(whole, blocks), 4),
+        "diameter": args.diameter,
+        "resample": args.resample,
+        "objects_whole": int(len(np.unique(whole)) - 1),
+        "objects_blocks": int(len(np.unique(blocks)) - 1),
+        "f1": round(object_f1(whole, blocks), 5),
         "split": split,
     }
     print(json.dumps(result))
@@ -192,6 +207,11 @@ def main() -> None:
         type=float,
         default=None,
         help="segment cellpose --diameter (the small model's own: 11 px, no resizing)",
+    )
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="segment cellpose --resample (masks from flows resized back to the image)",
     )
     args = parser.parse_args()
 

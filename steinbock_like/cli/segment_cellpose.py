@@ -57,11 +57,11 @@ and the Cellpose version go into run_metadata.json.
 
 Images larger than --block-size are segmented block by block with
 --block-overlap px of context, each cell kept by the block holding its centre,
-so memory stays bounded whatever the image size. With Cellpose 3 and no
-resizing for the network (--diameter equal to the model's mean diameter), each block is
-evaluated on the whole image's network tiles and gives the whole image's
-objects; otherwise blocks see their own tiles and a few percent of the objects
-differ slightly from a whole-image run.
+so memory stays bounded whatever the image size. With Cellpose 3, each block is
+evaluated on the whole image's network tiles (resized by --diameter as Cellpose
+resizes the whole image) and gives the whole image's objects; with Cellpose 4,
+--augment or --invert, blocks see their own tiles and a few percent of the
+objects differ slightly from a whole-image run.
 """
 
 

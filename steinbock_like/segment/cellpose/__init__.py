@@ -30,6 +30,7 @@ channels.py   the two input channels from the panel's ``cellpose`` column
 segmenter.py  settings, the loaded network, Cellpose's version and API
 blocks.py     large images block by block
 grid.py       the whole image's network tiles, evaluated block by block
+resize.py     OpenCV's resizing of the whole image, window by window
 figures.py    overview figures
 """
 

@@ -131,16 +131,23 @@ def network_output(
     sx0, sx1 = max(rx0 - grid.pad_x, 0), min(rx1 - grid.pad_x, width)
     oy, ox = grid.pad_y - ry0, grid.pad_x - rx0
     region[:present, sy0 + oy : sy1 + oy, sx0 + ox : sx1 + ox] = image[:, sy0:sy1, sx0:sx1]
-    ysub, xsub = [], []
-    tiles = np.empty((len(rows) * len(cols), channels, grid.tile_y, grid.tile_x), np.float32)
-    for index, (ty, tx) in enumerate((ty, tx) for ty in rows for tx in cols):
-        ly, lx = int(ty) - ry0, int(tx) - rx0
-        ysub.append([ly, ly + grid.tile_y])
-        xsub.append([lx, lx + grid.tile_x])
-        tiles[index] = region[:, ly : ly + grid.tile_y, lx : lx + grid.tile_x]
+    # Cellpose's average_tiles, accumulated batch by batch (the same sums in the same
+    # order, so the same bits) so that the tiles' outputs are never all held at once
+    taper = transforms._taper_mask(ly=grid.tile_y, lx=grid.tile_x)
+    averaged = np.zeros((3, ry1 - ry0, rx1 - rx0), np.float32)
+    weights = np.zeros((ry1 - ry0, rx1 - rx0))
+    origins = [(int(ty) - ry0, int(tx) - rx0) for ty in rows for tx in cols]
+    for start in range(0, len(origins), batch_size):
+        batch = origins[start : start + batch_size]
+        tiles = np.empty((len(batch), channels, grid.tile_y, grid.tile_x), np.float32)
+        for index, (ly, lx) in enumerate(batch):
+            tiles[index] = region[:, ly : ly + grid.tile_y, lx : lx + grid.tile_x]
+        outputs = forward(tiles)
+        del tiles
+        for output, (ly, lx) in zip(outputs, batch, strict=True):
+            averaged[:, ly : ly + grid.tile_y, lx : lx + grid.tile_x] += output * taper
+            weights[ly : ly + grid.tile_y, lx : lx + grid.tile_x] += taper
+        del outputs
     del region
-    outputs = np.concatenate(
-        [forward(tiles[start : start + batch_size]) for start in range(0, len(tiles), batch_size)]
-    )
-    averaged = transforms.average_tiles(outputs, ysub, xsub, ry1 - ry0, rx1 - rx0)
+    averaged /= weights
     return averaged[:, by0 - ry0 : by1 - ry0, bx0 - rx0 : bx1 - rx0]

@@ -234,25 +234,34 @@ class CellposeSegmenter:
 
     def network_rescale(self) -> float | None:
         """The factor Cellpose 3 resizes images by before its network (None: other API)."""
+        rescale = self._cellpose_rescale()
+        return None if rescale is None else float(rescale)
+
+    def _cellpose_rescale(self):
+        """``rescale`` exactly as Cellpose 3's ``eval`` computes it (its float32 kept)."""
         if self.major >= 4:
             return None
         settings = self.settings
         if settings.diameter is not None and settings.diameter > 0:
-            return float(self.model.diam_mean) / float(settings.diameter)
+            return self.model.diam_mean / settings.diameter
         if settings.rescale is None:
-            return float(self.model.diam_mean) / float(self.model.diam_labels)
-        return float(settings.rescale)
+            return self.model.diam_mean / self.model.diam_labels
+        return settings.rescale
 
     def block_function(self, image: np.ndarray, *, normalize: bool = True):
         """A function segmenting boxes of ``image`` as its whole-image segmentation would.
 
         ``function(box) -> labels`` evaluates the network on exactly the tiles that
-        Cellpose lays over the whole ``image`` (see
-        :mod:`steinbock_like.segment.cellpose.grid`), then computes masks on the box
-        with Cellpose's own dynamics, so that the objects inside a block equal the
-        whole image's. None where this is not possible (Cellpose 4, images
-        resized for the network, ``augment``, ``invert``, or ``normalize``):
-        then blocks must be segmented on their own with :meth:`segment`.
+        Cellpose lays over the whole (resized) ``image`` (see
+        :mod:`steinbock_like.segment.cellpose.grid`), resizing only the part of the
+        image those tiles cover as OpenCV resizes the whole image
+        (:mod:`steinbock_like.segment.cellpose.resize`); then it computes masks with
+        Cellpose's own dynamics, from the flows resized back onto the box
+        (``resample``) or at the network's scale and resized back (steinbock's
+        ``--no-resample``), so that the objects inside a block equal the whole
+        image's. None where this is not possible (Cellpose 4, ``augment``,
+        ``invert``, or ``normalize``): then blocks must be segmented on their own
+        with :meth:`segment`.
 
         Parameters
         ----------
@@ -262,55 +271,133 @@ class CellposeSegmenter:
             Whether :meth:`segment` would let Cellpose normalise (not supported here).
         """
         settings = self.settings
-        if (
-            normalize
-            or settings.augment
-            or settings.invert
-            or self.network_rescale() != 1.0
-            or np.ndim(image) not in (2, 3)
-            or (np.ndim(image) == 3 and not 1 <= np.shape(image)[0] <= 2)
-        ):
+        rescale = self._cellpose_rescale()
+        reason = None
+        if self.major >= 4:
+            reason = f"Cellpose {self.version}"
+        elif settings.augment:
+            reason = "--augment"
+        elif settings.invert:
+            reason = "--invert"
+        if normalize or np.ndim(image) not in (2, 3):
+            return None
+        if np.ndim(image) == 3 and not 1 <= np.shape(image)[0] <= 2:
+            return None
+        if reason is not None:
+            logger.info(
+                "Cellpose blocks: each block on its own network tiles (%s), so objects "
+                "may differ slightly from a whole-image run",
+                reason,
+            )
             return None
         if np.ndim(image) == 2:
             image = image[np.newaxis]  # one channel: nuclei empty, as in :meth:`segment`
-        from cellpose import core, dynamics
+        import fastremap
+        from cellpose import core, dynamics, utils
 
+        from steinbock_like.segment.cellpose import resize
         from steinbock_like.segment.cellpose.grid import network_grid, network_output
 
-        grid = network_grid(image.shape[1:], tile_overlap=settings.tile_overlap)
+        height, width = image.shape[1:]
+        shape = (height, width)
+        resized = rescale != 1.0
+        # Cellpose's own network scale: int(Ly * rescale) with its (float32) rescale
+        size = (int(height * rescale), int(width * rescale)) if resized else shape
+        if resized:
+            _check_resizing(shape, size, settings.resample)
+        network_input = resize.ResizedImage(image, size, "opencv") if resized else image
+        grid = network_grid(size, tile_overlap=settings.tile_overlap)
         net = self.model.net
-        niter = settings.niter if settings.niter else 200
-        whole_area = image.shape[1] * image.shape[2]
-
+        if settings.niter:
+            niter = settings.niter
+        else:
+            niter = 1 / rescale * 200 if settings.resample else 200  # as Cellpose's eval
+        # masks larger than this fraction of the image at the dynamics' scale are dropped
+        dynamics_area = size[0] * size[1] if resized and not settings.resample else height * width
         empty = not np.any(image[0])  # as :meth:`segment` skips an empty whole image
 
-        def segment_box(box: tuple[slice, slice]) -> np.ndarray:
-            if empty:
-                return np.zeros(image[(0, *box)].shape, dtype=np.uint32)
-            output = network_output(
-                image,
-                box,
+        def network(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+            return network_output(
+                network_input,
+                (slice(y0, y1), slice(x0, x1)),
                 lambda tiles: core._forward(net, tiles)[0],
                 grid=grid,
                 batch_size=settings.batch_size,
                 channels=2,
             )
-            labels = dynamics.resize_and_compute_masks(
+
+        def masks(output: np.ndarray) -> np.ndarray:
+            return dynamics.compute_masks(
                 output[:2],
                 output[2],
                 niter=niter,
                 cellprob_threshold=settings.cellprob_threshold,
                 flow_threshold=settings.flow_threshold,
                 interp=True,
-                min_size=settings.min_size,
                 # of the whole image's area, as in a whole-image run
-                max_size_fraction=settings.max_size_fraction * whole_area / output[2].size,
-                resize=None,
+                max_size_fraction=settings.max_size_fraction * dynamics_area / output[2].size,
                 device=self.model.device,
             )
-            return np.asarray(labels)
+
+        def segment_box(box: tuple[slice, slice]) -> np.ndarray:
+            rows, cols = box[0].indices(height)[:2], box[1].indices(width)[:2]
+            if empty:
+                return np.zeros((rows[1] - rows[0], cols[1] - cols[0]), dtype=np.uint32)
+            if not resized:
+                labels = masks(network(*rows, *cols))
+            elif settings.resample:
+                # flows resized back to the image (linear), masks at its scale
+                y0, y1, x0, x1 = resize.source_window(size, shape, rows, cols, method="ipp")
+                small = network(y0, y1, x0, x1)
+                output = resize.resize_window(
+                    lambda a, b, c, d: small[:, a - y0 : b - y0, c - x0 : d - x0],
+                    size,
+                    shape,
+                    rows,
+                    cols,
+                    method="ipp",
+                )
+                del small
+                labels = masks(output)
+            else:
+                # masks at the network's scale, resized back to the image (nearest)
+                # over the network-scale pixels from the box's first to the next box's
+                # (to the edge for the last box: pixels no original one takes part too)
+                taps_y = resize.nearest_taps(size[0], height, rows[0], rows[1] + 1)
+                taps_x = resize.nearest_taps(size[1], width, cols[0], cols[1] + 1)
+                y0, x0 = int(taps_y[0]), int(taps_x[0])
+                y1 = max(int(taps_y[-1]) if rows[1] < height else size[0], taps_y[-2] + 1)
+                x1 = max(int(taps_x[-1]) if cols[1] < width else size[1], taps_x[-2] + 1)
+                small = masks(network(y0, int(y1), x0, int(x1)))
+                labels = small[np.ix_(taps_y[:-1] - y0, taps_x[:-1] - x0)]
+                # numbered 1..n again: Cellpose's removal of small objects below takes
+                # the n-th count for object n (on the whole image, it drops other
+                # objects than the small ones where an object vanished in resizing)
+                labels = fastremap.renumber(labels)[0].astype(labels.dtype, copy=False)
+            # Cellpose fills holes and drops small objects at the image's scale
+            return np.asarray(utils.fill_holes_and_remove_small_masks(labels, settings.min_size))
 
         return segment_box
+
+
+def _check_resizing(shape: tuple[int, int], size: tuple[int, int], resample: bool) -> None:
+    """Log a warning where this OpenCV resizes other than reproduced in ``resize.py``."""
+    from steinbock_like.segment.cellpose import resize
+
+    differences = {2: resize.matches_opencv(shape, size, 2, "opencv")}
+    if resample:
+        differences[3] = resize.matches_opencv(size, shape, 3, "ipp")
+    elif not resize.nearest_matches_opencv(size, shape):
+        differences[1] = 1.0
+    for channels, difference in differences.items():
+        if difference:
+            logger.warning(
+                "Cellpose blocks: this OpenCV resizes %d-channel images other than "
+                "reproduced here (up to %.2g apart): objects may differ slightly from a "
+                "whole-image run",
+                channels,
+                difference,
+            )
 
 
 def invert_channels(channels: np.ndarray) -> np.ndarray:
