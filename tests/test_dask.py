@@ -351,6 +351,29 @@ def test_every_worker_counts_and_workers_that_join_get_jobs_at_once(tmp_path):
     assert joined and min(info["start"] for info in joined) < first["end"]
 
 
+def test_a_scheduler_lost_between_results_is_one_line(cluster, monkeypatch):
+    from steinbock_like.errors import SteinbockLikeError
+    from steinbock_like.runner import dask as dask_runner
+    from steinbock_like.runner.jobs import Job
+
+    calls = []
+
+    def threads_then_gone(client):
+        calls.append(client)
+        if len(calls) > 1:  # as distributed raises it when the scheduler went away
+            raise OSError("Connection reset by peer")
+        return 2
+
+    monkeypatch.setattr(dask_runner, "_cluster_threads", threads_then_gone)
+    jobs = [Job(f"job{i}", {}, {}) for i in range(4)]
+    with pytest.raises(SteinbockLikeError) as raised:
+        list(dask_runner.DaskExecutor(cluster.address).run(_SlowJob(0.2), jobs))
+    assert str(raised.value) == (
+        f"lost the connection to the dask scheduler {cluster.address} (OSError); "
+        "rerun with --resume to finish the batch"
+    )
+
+
 def test_tiles_of_one_large_image_spread_over_the_workers(
     mesmer_model, cluster, tmp_path, monkeypatch, capsys
 ):

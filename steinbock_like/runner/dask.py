@@ -128,7 +128,11 @@ class DaskExecutor:
                 # gives a one-thread worker two tasks), costing up to a job at the end.
                 if not waiting:
                     return
-                slots = len(waiting) if self.all_at_once else max(1, _cluster_threads(client))
+                try:
+                    threads = len(waiting) if self.all_at_once else _cluster_threads(client)
+                except (OSError, TimeoutError) as error:  # CommClosedError is an OSError
+                    raise _lost_connection(self.describe(), error) from error
+                slots = max(1, threads)
                 while waiting and len(futures) < slots:
                     job = waiting.popleft()
                     future = client.submit(
@@ -231,14 +235,18 @@ def _collect(future, job: Job, where: str) -> JobResult:
             error="the dask workers running this image died repeatedly (out of memory?)",
         )
     except (CancelledError, OSError, TimeoutError) as error:
-        raise SteinbockLikeError(
-            f"lost the connection to the {where} ({type(error).__name__}); "
-            "rerun with --resume to finish the batch"
-        ) from error
+        raise _lost_connection(where, error) from error
     except Exception as error:  # the job function itself never raises: dask failed
         from steinbock_like.errors import describe_error
 
         return JobResult(job.name, "failed", error=f"dask: {describe_error(error)}")
+
+
+def _lost_connection(where: str, error: BaseException) -> SteinbockLikeError:
+    return SteinbockLikeError(
+        f"lost the connection to the {where} ({type(error).__name__}); "
+        "rerun with --resume to finish the batch"
+    )
 
 
 def _absolute(job: Job) -> Job:
