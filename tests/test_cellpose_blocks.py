@@ -36,27 +36,17 @@ def test_network_grid_is_cellposes_own(shape, tile_overlap):
     assert (ysub[0][1] - ysub[0][0], xsub[0][1] - xsub[0][0]) == (grid.tile_y, grid.tile_x)
 
 
-@pytest.mark.slow
-def test_blocks_give_the_whole_images_objects(trained_model, tmp_path):
-    """Whole image (--block-size 0) and 2 x 2 blocks agree object for object.
-
-    At 320 px the whole image is two network tiles per axis and each block
-    (160 + 24 px) one smaller tile of its own: segmented on its own pixels,
-    blocks change some objects (also far from any seam); evaluated on the whole
-    image's tiles, none.
-    """
+def whole_and_blocks(tmp_path, *options) -> tuple[str, np.ndarray, np.ndarray]:
+    """Segment a 320 px example whole and in 2 x 2 blocks (160 + 24 px) through the CLI;
+    assert that each object of either is matched in the other, none split at a seam."""
     from steinbock_like.example import write_example_imc
-    from steinbock_like.io.images import read_image
     from steinbock_like.io.masks import read_mask
-    from steinbock_like.io.panel import read_panel
-    from steinbock_like.segment import cellpose as cp
 
     example = write_example_imc(tmp_path, images=1, size=320, seed=5)
     name = example.images[0]
-    common = ("--model", trained_model, "--diameter", 11)
-    assert run("--data", tmp_path, "segment", "cellpose", *common, "--block-size", 0) == 0
+    assert run("--data", tmp_path, "segment", "cellpose", *options, "--block-size", 0) == 0
     assert run(
-        "--data", tmp_path, "segment", "cellpose", *common, "--block-size", 160,
+        "--data", tmp_path, "segment", "cellpose", *options, "--block-size", 160,
         "--block-overlap", 24, "-o", "masks_blocks",
     ) == 0  # fmt: skip
     metadata = json.loads((tmp_path / "masks_blocks" / layout.RUN_METADATA).read_text())
@@ -69,6 +59,23 @@ def test_blocks_give_the_whole_images_objects(trained_model, tmp_path):
     assert object_f1(whole, blocks) == 1.0
     assert split_objects(whole, blocks, plan_tiles(whole.shape, 160, 24, even=False)) == 0
     assert np.array_equal(whole > 0, blocks > 0)
+    return name, whole, blocks
+
+
+@pytest.mark.slow
+def test_blocks_give_the_whole_images_objects(trained_model, tmp_path):
+    """Whole image (--block-size 0) and 2 x 2 blocks agree object for object.
+
+    At 320 px the whole image is two network tiles per axis and each block
+    (160 + 24 px) one smaller tile of its own: segmented on its own pixels,
+    blocks change some objects (also far from any seam); evaluated on the whole
+    image's tiles, none.
+    """
+    from steinbock_like.io.images import read_image
+    from steinbock_like.io.panel import read_panel
+    from steinbock_like.segment import cellpose as cp
+
+    name, whole, _ = whole_and_blocks(tmp_path, "--model", trained_model, "--diameter", 11)
 
     # The same blocks segmented on their own pixels (Cellpose's grid of each block)
     # do differ: the check above is not met by chance.
@@ -121,24 +128,4 @@ def test_blocks_give_the_whole_images_objects_when_cellpose_resizes(
     back; blocks resize only what their tiles need, as OpenCV resizes the whole image
     (the resizing itself, bit for bit: tests/test_cellpose_resize.py; the other two
     combinations passed too, ~40 s each on two busy cores, left out for time)."""
-    from steinbock_like.example import write_example_imc
-    from steinbock_like.io.masks import read_mask
-
-    example = write_example_imc(tmp_path, images=1, size=320, seed=5)
-    name = example.images[0]
-    common = ("--model", trained_model, "--diameter", diameter, resample)
-    assert run("--data", tmp_path, "segment", "cellpose", *common, "--block-size", 0) == 0
-    assert run(
-        "--data", tmp_path, "segment", "cellpose", *common, "--block-size", 160,
-        "--block-overlap", 24, "-o", "masks_blocks",
-    ) == 0  # fmt: skip
-    metadata = json.loads((tmp_path / "masks_blocks" / layout.RUN_METADATA).read_text())
-    assert metadata["images"][name]["info"]["tiles"] == 4
-    whole = read_mask(tmp_path / layout.MASKS / f"{name}.tiff")
-    blocks = read_mask(tmp_path / "masks_blocks" / f"{name}.tiff")
-    assert whole.max() > 300  # hundreds of objects, not an empty mask
-    counts = match_objects(whole, blocks)
-    assert (counts.false_positives, counts.false_negatives) == (0, 0)
-    assert object_f1(whole, blocks) == 1.0
-    assert split_objects(whole, blocks, plan_tiles(whole.shape, 160, 24, even=False)) == 0
-    assert np.array_equal(whole > 0, blocks > 0)
+    whole_and_blocks(tmp_path, "--model", trained_model, "--diameter", diameter, resample)
