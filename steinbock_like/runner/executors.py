@@ -87,8 +87,8 @@ class LocalExecutor:
         )
         futures: list[concurrent.futures.Future] = []
         try:
-            # Inside the try: a worker whose setup() fails can break the pool while
-            # jobs are still being submitted, and submit() then raises.
+            # Inside the try: a worker that dies (out of memory) can break the pool
+            # while jobs are still being submitted, and submit() then raises.
             futures.extend(pool.submit(_run_in_worker, job) for job in jobs)
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
@@ -97,7 +97,7 @@ class LocalExecutor:
             logger.debug("a worker's setup failed:\n%s", details)
             raise SteinbockLikeError(f"a worker process could not start: {message}") from None
         except concurrent.futures.process.BrokenProcessPool as error:
-            # A worker died (out of memory, or its setup() failed): say what to try.
+            # A worker died (out of memory, killed): say what to try.
             raise SteinbockLikeError(
                 "a worker process died (out of memory, or it could not start): "
                 "rerun with fewer --workers, or with --workers 1 to see the error"
