@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_cellprofiler.py [--refdata DIR] [--python CP_PYTHON]
         [--synthetic-size 800] [--synthetic-count 4]
     python benchmarks/bench_cellprofiler.py --tiled-size 2048 [--tiled-image 6000]
+        [--tiled-compression none|zlib] [--tiled-only]
 
 Runs our pipeline on the refdata probabilities (if given) and on synthetic probabilities,
 natively and (if CellProfiler's interpreter is found) with CellProfiler, and prints seconds per
@@ -128,25 +129,37 @@ def split_count(whole: np.ndarray, tiled: np.ndarray) -> int:
     return int(np.count_nonzero(big_parts.sum(axis=1) > 1))
 
 
-def report_tiled(size: int, tile_size: int, work: Path) -> None:
+def report_tiled(
+    size: int, tile_size: int, work: Path, compression: str | None, whole: bool = True
+) -> None:
     """Whole vs tiled native segmentation of one large image, through the CLI."""
+    from steinbock_like.io.probabilities import write_probabilities
     from steinbock_like.metrics import object_f1 as matched_f1
 
     (work / "ilastik_probabilities").mkdir()
     probabilities = large_probabilities(size)
-    tifffile.imwrite(work / "ilastik_probabilities" / "slide.tiff", probabilities)
+    path = work / "ilastik_probabilities" / "slide.tiff"
+    if compression is None:  # one uncompressed strip: tiles are read through a memory map
+        tifffile.imwrite(path, probabilities, photometric="rgb")
+    else:  # strips of zlib (write_probabilities): tiles come from a scratch copy
+        write_probabilities(path, probabilities)
     del probabilities
     (work / "cell_segmentation.cppipe").write_text(pipeline.pipeline_text())
     cli = [sys.executable, "-m", "steinbock_like", "--data", work, "segment", "cellprofiler"]
-    print(f"== native CellProfiler, one {size} x {size} probability image ==")
+    stored = compression or "uncompressed"
+    print(f"== native CellProfiler, one {size} x {size} probability image ({stored}) ==")
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     masks = {}
-    for name, tiles in (("whole", 0), ("tiled", tile_size)):
+    runs = (("whole", 0), ("tiled", tile_size)) if whole else (("tiled", tile_size),)
+    for name, tiles in runs:
         args = [*cli, "run", "--backend", "native", "--tile-size", tiles, "-o", name]
         wall, rss, cpu = timed_command(args, work, clear=(name,))
         masks[name] = tifffile.imread(work / name / "slide.tiff")
         label = f"tiles of {tile_size}" if tiles else "whole image"
         print(f"{label:>16}: {wall:7.1f} s wall, {cpu:7.1f} s CPU, peak RSS {rss:6.0f} MiB")
+    if not whole:
+        print(f"objects {len(np.unique(masks['tiled'])) - 1}")
+        return
     whole, tiled = masks["whole"], masks["tiled"]
     counts = [len(np.unique(mask)) - 1 for mask in (whole, tiled)]
     print(
@@ -166,10 +179,20 @@ def main() -> None:
     parser.add_argument("--synthetic-count", type=int, default=4)
     parser.add_argument("--tiled-size", type=int, default=0, help="whole vs tiles of N px")
     parser.add_argument("--tiled-image", type=int, default=6000)
+    parser.add_argument(
+        "--tiled-compression", choices=["none", "zlib"], default="none",
+        help="how the large probability image is stored",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tiled-only", action="store_true", help="no whole-image run (for images too large)"
+    )
     args = parser.parse_args()
     if args.tiled_size:
+        compression = None if args.tiled_compression == "none" else args.tiled_compression
         with tempfile.TemporaryDirectory() as tmp:
-            report_tiled(args.tiled_image, args.tiled_size, Path(tmp))
+            report_tiled(
+                args.tiled_image, args.tiled_size, Path(tmp), compression, not args.tiled_only
+            )
         return
 
     python = args.python

@@ -14,7 +14,13 @@ from steinbock_like.io.images import image_name, image_shape, read_image, write_
 from steinbock_like.io.masks import read_mask, write_mask
 from steinbock_like.io.pairs import match_by_name
 from steinbock_like.io.panel import panel_for_image, read_panel, write_panel
-from steinbock_like.io.probabilities import read_probabilities, write_probabilities
+from steinbock_like.io.probabilities import (
+    iter_probability_bands,
+    probability_regions,
+    read_probabilities,
+    spool_probabilities,
+    write_probabilities,
+)
 
 PANEL = """channel,name,keep,ilastik,deepcell,cellpose,Tube Number
 Ir191,DNA1,1,1,1,2,12
@@ -175,6 +181,65 @@ def test_probabilities_from_float_truncate_like_ilastik(tmp_path):
     write_probabilities(tmp_path / "p.tiff", probabilities)
     back = read_probabilities(tmp_path / "p.tiff")
     assert back.dtype == np.uint16 and back.tolist() == [[[32767, 16383, 16383]]]
+
+
+@pytest.mark.parametrize(
+    ("layout", "num_bands", "mapped"),
+    [
+        ({"compression": "zlib", "rowsperstrip": 7}, 5, False),  # as write_probabilities
+        ({"compression": "zlib", "tile": (32, 48)}, 4, False),  # the last tiles partial
+        ({"compression": "lzw"}, 1, False),  # one strip, as ilastik's export
+        # classes as pages, compressed: bands cut from a whole read
+        ({"photometric": "minisblack", "planarconfig": None, "compression": "zlib"}, 6, False),
+        ({}, 1, True),  # uncompressed: the file itself, memory-mapped
+        ({"byteorder": ">"}, 1, True),
+        ({"byteorder": ">", "photometric": "minisblack", "planarconfig": None}, 6, True),
+    ],
+)
+def test_probability_regions_equal_the_whole_read(tmp_path, layout, num_bands, mapped):
+    rng = np.random.default_rng(4)
+    probabilities = rng.integers(0, 65536, (101, 150, 3), dtype=np.uint16)
+    options = {"photometric": "rgb", "planarconfig": "contig", **layout}
+    tifffile.imwrite(tmp_path / "p.tiff", probabilities, **options)
+    whole = read_probabilities(tmp_path / "p.tiff")
+    assert np.array_equal(whole, probabilities)
+    bands = list(iter_probability_bands(tmp_path / "p.tiff", min_rows=20))
+    assert [start for start, _ in bands] == list(np.cumsum([0] + [len(b) for _, b in bands])[:-1])
+    assert all(len(band) >= 20 for _, band in bands[:-1]) and len(bands) == num_bands
+    assert np.array_equal(np.concatenate([band for _, band in bands]), probabilities)
+    for opened in (spool_probabilities, probability_regions):
+        with opened(tmp_path / "p.tiff") as regions:
+            assert regions.shape == (101, 150)
+            assert (type(regions).__name__ == "MappedTiff") == (
+                mapped and opened is not spool_probabilities
+            )
+            for rows, cols in [(slice(0, 101), slice(0, 150)), (slice(13, 77), slice(140, 150))]:
+                region = regions.read(rows, cols)
+                assert region.dtype == np.uint16 and region.dtype.isnative
+                assert np.array_equal(region, probabilities[rows, cols])
+
+
+def test_truncated_probabilities_spool_is_a_one_line_error(tmp_path):
+    probabilities = np.full((200, 300, 3), 1234, np.uint16)
+    write_probabilities(tmp_path / "p.tiff", probabilities)
+    raw = (tmp_path / "p.tiff").read_bytes()
+    (tmp_path / "cut.tiff").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="unreadable or truncated TIFF") as info:
+        spool_probabilities(tmp_path / "cut.tiff").close()
+    assert str(info.value).startswith(str(tmp_path / "cut.tiff")) and "\n" not in str(info.value)
+    tifffile.imwrite(tmp_path / "f.tiff", probabilities.astype(np.float32), photometric="rgb")
+    with pytest.raises(InputError, match="must be uint16, found float32"):
+        spool_probabilities(tmp_path / "f.tiff")
+    # uncompressed (memory-mapped): the cut shows when the pixels are read
+    tifffile.imwrite(tmp_path / "u.tiff", probabilities, photometric="rgb")
+    raw = (tmp_path / "u.tiff").read_bytes()
+    (tmp_path / "cut.tiff").write_bytes(raw[: len(raw) // 2])
+    with (
+        pytest.raises(InputError, match="unreadable") as info,
+        probability_regions(tmp_path / "cut.tiff") as regions,
+    ):
+        regions.read(slice(150, 200), slice(0, 300))
+    assert str(info.value).startswith(str(tmp_path / "cut.tiff")) and "\n" not in str(info.value)
 
 
 def test_pairs_report_unmatched_files_both_ways(tmp_path):

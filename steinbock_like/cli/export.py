@@ -33,6 +33,20 @@ def export_group() -> None:
     pass
 
 
+def _object_data_option(help: str):
+    """``--data DIR`` (repeatable): object data tables to merge in."""
+    return click.option(
+        "--data", "data_dirs", type=click.Path(path_type=Path), multiple=True, help=help
+    )
+
+
+def _optional_neighbors_option(help: str):
+    """``--neighbors DIR``: a neighbors directory, used only where given."""
+    return click.option(
+        "--neighbors", "neighbors_dir", type=click.Path(path_type=Path), default=None, help=help
+    )
+
+
 def _concat_option(function):
     return click.option(
         "--concat/--no-concat",
@@ -143,20 +157,8 @@ fcs_cmd = _table_export_command("fcs", ".fcs", "Merge object data into an FCS fi
     required=True,
     help="Intensities directory (becomes X).",
 )
-@click.option(
-    "--data",
-    "data_dirs",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="Object data directory (becomes obs columns); repeatable.",
-)
-@click.option(
-    "--neighbors",
-    "neighbors_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Neighbors directory (becomes the graph in obsp).",
-)
+@_object_data_option("Object data directory (becomes obs columns); repeatable.")
+@_optional_neighbors_option("Neighbors directory (becomes the graph in obsp).")
 @panel_option()
 @path_option(
     "--info",
@@ -240,12 +242,8 @@ def anndata_cmd(
 
 @export_group.command(name="graphs", help="Export neighbors as spatial object graphs.")
 @path_option("--neighbors", "neighbors_dir", default=layout.NEIGHBORS, help="Neighbors directory.")
-@click.option(
-    "--data",
-    "data_dirs",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="Object data (e.g. intensities, regionprops) to use as node attributes; repeatable.",
+@_object_data_option(
+    "Object data (e.g. intensities, regionprops) to use as node attributes; repeatable."
 )
 @click.option(
     "--format",
@@ -474,20 +472,8 @@ def ome_zarr_cmd(app, img_dir, mask_dir, panel_file, zarr_dir, workers, overwrit
 @path_option(
     "--intensities", "intensities_dir", default=layout.INTENSITIES, help="Intensities (X)."
 )
-@click.option(
-    "--data",
-    "data_dirs",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="Object data directory (obs columns); repeatable.",
-)
-@click.option(
-    "--neighbors",
-    "neighbors_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Neighbors directory (graph in the table's obsp).",
-)
+@_object_data_option("Object data directory (obs columns); repeatable.")
+@_optional_neighbors_option("Neighbors directory (graph in the table's obsp).")
 @panel_option()
 @path_option("--info", "image_info_file", default=layout.IMAGES_CSV, help="images.csv.")
 @path_option("-o", "output", default=layout.SPATIALDATA, help="SpatialData zarr store.")

@@ -271,14 +271,10 @@ def imc_images_cmd(
         jobs,
         app.path(image_info_file),
         command="preprocess imc images",
+        out_dir=out_dir,
         workers=workers,
         overwrite=overwrite,
         resume=resume,
-    )
-    logger.info(
-        "preprocess imc images: images in %s, image information in %s",
-        out_dir,
-        app.path(image_info_file),
     )
 
 
@@ -400,14 +396,10 @@ def external_images_cmd(
         jobs,
         app.path(image_info_file),
         command="preprocess external images",
+        out_dir=out_dir,
         workers=workers,
         overwrite=overwrite,
         resume=resume,
-    )
-    logger.info(
-        "preprocess external images: images in %s, image information in %s",
-        out_dir,
-        app.path(image_info_file),
     )
 
 
@@ -430,7 +422,9 @@ class _RecordingExecutor:
             yield result
 
 
-def _run_and_write_info(task, jobs, info_path: Path, *, command, workers, overwrite, resume):
+def _run_and_write_info(
+    task, jobs, info_path: Path, *, command, out_dir: Path, workers, overwrite, resume
+):
     """Run the jobs; then write images.csv: rows of the images done now, and (with
     --resume) of skipped ones from the previous images.csv."""
     from steinbock_like.io.imc import read_images_csv
@@ -453,6 +447,7 @@ def _run_and_write_info(task, jobs, info_path: Path, *, command, workers, overwr
         _write_info(jobs, executor.results, previous, info_path)
         raise
     _write_info(jobs, executor.results, previous, info_path)
+    logger.info("%s: images in %s, image information in %s", command, out_dir, info_path)
 
 
 def _write_info(jobs, results, previous, info_path: Path) -> None:

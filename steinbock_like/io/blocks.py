@@ -130,7 +130,7 @@ class ChannelBands:
                     if not errors:
                         yield 0, channel.astype(np.float32, copy=False)
                 else:
-                    yield from _page_bands(page, height, width, min_rows, errors)
+                    yield from page_bands(page, height, width, min_rows, errors)
         except InputError:
             raise
         except Exception as error:
@@ -141,7 +141,14 @@ class ChannelBands:
             raise InputError(self.path, f"unreadable or truncated TIFF ({errors[0]})")
 
 
-def _page_bands(page, height: int, width: int, min_rows: int, errors: list):
+def page_bands(
+    page, height: int, width: int, min_rows: int, errors: list, *, samples: bool = False
+):
+    """``(first_row, band)`` pairs of one page, decoded a strip (or row of tiles) at a time.
+
+    Bands are float32 (rows, X) of the first sample, or with ``samples`` the page's own
+    dtype, (rows, X, S) with every sample (contiguous YXS pages, e.g. probabilities).
+    """
     band: list[np.ndarray] = []
     band_start = band_count = 0
     row_block = None
@@ -160,11 +167,15 @@ def _page_bands(page, height: int, width: int, min_rows: int, errors: list):
                     band, band_start, band_count = [], y0, 0
             row_start = y0
             rows = min(int(shape[-3]), height - y0)
-            row_block = np.zeros((rows, width), dtype=np.float32)
+            if samples:
+                row_block = np.zeros((rows, width, int(shape[-1])), dtype=page.dtype)
+            else:
+                row_block = np.zeros((rows, width), dtype=np.float32)
         rows = len(row_block)
         cols = min(int(shape[-2]), width - x0)
         if data is not None:
-            row_block[:, x0 : x0 + cols] = data.reshape(shape)[0, :rows, :cols, 0]
+            segment = data.reshape(shape)[0, :rows, :cols]
+            row_block[:, x0 : x0 + cols] = segment if samples else segment[..., 0]
     if row_block is not None:
         band.append(row_block)
     if band:

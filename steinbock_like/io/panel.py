@@ -110,7 +110,7 @@ def _parse_keep(values: pd.Series, path) -> pd.Series:
 
 def _parse_groups(values: pd.Series, column: str, path) -> pd.Series:
     text = values.astype(str).str.strip()
-    numeric = pd.to_numeric(text.replace("", np.nan), errors="coerce")
+    numeric = pd.to_numeric(text, errors="coerce")  # "" and "nan" become NaN
     bad = numeric.isna() & (text != "") & (text.str.lower() != "nan")
     if bad.any():
         raise InputError(

@@ -3,12 +3,21 @@
 0..65535 stands for probability 0..1 (ilastik's export: ``uint16(p * 65535)``).
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
-from steinbock_like.errors import InputError
-from steinbock_like.io.tiff import read_tiff, write_tiff
+from steinbock_like.errors import InputError, describe_error
+from steinbock_like.io.tiff import (
+    MappedTiff,
+    read_tiff,
+    tiff_dtype,
+    tiff_shape,
+    tifffile_errors,
+    write_tiff,
+)
 
 PROBABILITY_SCALE = 65535
 
@@ -16,11 +25,92 @@ PROBABILITY_SCALE = 65535
 def read_probabilities(path: str | Path) -> np.ndarray:
     """Read a probability image as uint16 YXC."""
     array = read_tiff(path)
-    if array.ndim != 3:
-        raise InputError(path, f"probabilities must be YXC, found shape {array.shape}")
-    if array.dtype != np.uint16:
-        raise InputError(path, f"probabilities must be uint16, found {array.dtype}")
+    _check_probabilities(path, array.shape, array.dtype)
     return array
+
+
+def probabilities_shape(path: str | Path) -> tuple[int, int, int]:
+    """(Y, X, C) of a probability image, checked as :func:`read_probabilities` checks it,
+    without reading its pixels."""
+    shape = tiff_shape(path)
+    _check_probabilities(path, shape, tiff_dtype(path))
+    return shape
+
+
+def _check_probabilities(path, shape: tuple[int, ...], dtype) -> None:
+    if len(shape) != 3:
+        raise InputError(path, f"probabilities must be YXC, found shape {tuple(shape)}")
+    if dtype != np.uint16:
+        raise InputError(path, f"probabilities must be uint16, found {dtype}")
+
+
+def iter_probability_bands(path: str | Path, min_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_row, band)`` pairs of a probability image, top to bottom.
+
+    Bands are uint16 (rows, X, C) of at least ``min_rows`` rows (the last may hold
+    fewer), decoded a strip or row of tiles at a time from a file that stores the
+    classes as samples of one page (as ilastik and :func:`write_probabilities` do);
+    a file stored otherwise is read whole once.
+    """
+    from steinbock_like.io.blocks import page_bands
+
+    height, width, _ = probabilities_shape(path)
+    streamed = False
+    try:
+        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
+            pages = tif.series[0].pages
+            page = pages[0] if len(pages) == 1 else None
+            if page is not None and page.shape[:2] == (height, width) and page.planarconfig == 1:
+                yield from page_bands(page, height, width, min_rows, errors, samples=True)
+                streamed = True
+    except InputError:
+        raise
+    except Exception as error:  # tifffile raises many types for broken files
+        raise InputError(path, f"unreadable or truncated TIFF ({describe_error(error)})") from error
+    if errors:
+        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
+    if not streamed:  # classes stored as pages or planes: no bands to decode
+        whole = read_probabilities(path)
+        for start in range(0, height, min_rows):
+            yield start, whole[start : start + min_rows]
+
+
+def probability_regions(path: str | Path):
+    """A probability image to be read in tiles without ever holding it whole.
+
+    Returns an object with ``shape`` (Y, X), ``read(rows, cols)`` giving (rows, cols,
+    C) uint16 regions equal to those of :func:`read_probabilities`, and ``close()``
+    (also a context manager): the file itself, memory-mapped, where its pixels are
+    stored uncompressed in one run (:class:`~steinbock_like.io.tiff.MappedTiff`),
+    otherwise a scratch copy (:func:`spool_probabilities`).
+    """
+    shape = probabilities_shape(path)  # with the checks of read_probabilities
+    mapped = MappedTiff.open(path)
+    if mapped is not None and mapped.full_shape == shape:
+        return mapped
+    return spool_probabilities(path)
+
+
+def spool_probabilities(path: str | Path, directory=None):
+    """A probability image copied band by band into a scratch file, to be read in tiles.
+
+    Returns a :class:`~steinbock_like.io.scratch.ScratchImage` (uint16, one channel
+    per class) whose ``read(rows, cols)`` gives (rows, cols, C) regions equal to those
+    of :func:`read_probabilities`, while the process never holds more than a band of
+    the image (about 16 Mi pixels). Close it (or use it as a context manager).
+    """
+    from steinbock_like.io.scratch import BAND_PIXELS, ScratchImage
+
+    height, width, classes = probabilities_shape(path)
+    scratch = ScratchImage(classes, height, width, directory=directory, dtype=np.uint16)
+    try:
+        for start, band in iter_probability_bands(path, max(1, BAND_PIXELS // width)):
+            for channel in range(classes):
+                scratch.write_rows(channel, start, band[..., channel])
+    except BaseException:
+        scratch.close()
+        raise
+    return scratch
 
 
 def write_probabilities(path: str | Path, probabilities: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""A float32 CYX image kept in an anonymous temporary file instead of memory.
+"""A CYX image (float32 by default) kept in an anonymous temporary file instead of memory.
 
 For whole-slide images whose derived channels (e.g. Mesmer's nuclear and
 membrane inputs, 1.6 GB each at 20,000 x 20,000 px) should not stay resident
@@ -21,18 +21,21 @@ BAND_PIXELS = 1 << 24
 
 
 class ScratchImage:
-    """A (C, Y, X) float32 image on an unlinked temporary file (a context manager).
+    """A (C, Y, X) image on an unlinked temporary file (a context manager).
 
     Parameters
     ----------
     num_channels, height, width : int
     directory : str, optional
         Where to create the file (default: the system's temporary directory).
+    dtype : dtype
+        Pixel type (default float32).
     """
 
-    dtype = np.dtype(np.float32)
-
-    def __init__(self, num_channels: int, height: int, width: int, directory=None) -> None:
+    def __init__(
+        self, num_channels: int, height: int, width: int, directory=None, dtype=np.float32
+    ) -> None:
+        self.dtype = np.dtype(dtype)
         self.full_shape = (num_channels, height, width)
         self.shape = (height, width)
         # closed by close() / the context manager; unlinked from the start

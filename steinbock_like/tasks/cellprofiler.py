@@ -33,8 +33,8 @@ class NativeCellProfilerTask:
         self._steps = native_steps(self.pipeline_text)
 
     def __call__(self, job: Job) -> dict:
+        from steinbock_like.io import probabilities as probabilities_io
         from steinbock_like.io.masks import write_mask
-        from steinbock_like.io.probabilities import read_probabilities
         from steinbock_like.segment.cellprofiler.native import run_steps
         from steinbock_like.segment.cellprofiler.translate import (
             check_mask_shape,
@@ -44,22 +44,25 @@ class NativeCellProfilerTask:
 
         if getattr(self, "_steps", None) is None:
             self.setup()
-        probabilities = read_probabilities(job.inputs["probabilities"])
+        path = job.inputs["probabilities"]
+        shape = probabilities_io.probabilities_shape(path)
         info = {}
-        if self._tiled(probabilities.shape, job.name):
+        if self._tiled(shape, job.name):
             from steinbock_like.segment.cellprofiler.tiled import run_steps_tiled
 
-            mask, tiling = run_steps_tiled(
-                probabilities,
-                self._steps,
-                tile_size=self.tile_size,
-                distribute=True,
-                label=job.name,
-            )
+            # tiles are read from the file (or a scratch copy): never held whole
+            with probabilities_io.probability_regions(path) as source:
+                mask, tiling = run_steps_tiled(
+                    source,
+                    self._steps,
+                    tile_size=self.tile_size,
+                    distribute=True,
+                    label=job.name,
+                )
             info.update(tiling.as_dict())
         else:
-            mask = run_steps(probabilities, self._steps)
-        expected = expected_mask_shape(probabilities.shape, self.pipeline_text)
+            mask = run_steps(probabilities_io.read_probabilities(path), self._steps)
+        expected = expected_mask_shape(shape, self.pipeline_text)
         check_mask_shape(mask.shape, expected, job.inputs["probabilities"])
         write_mask(job.outputs["mask"], mask)
         return {"objects": count_labels(mask), **info}

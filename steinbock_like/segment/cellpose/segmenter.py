@@ -292,92 +292,128 @@ class CellposeSegmenter:
             return None
         if np.ndim(image) == 2:
             image = image[np.newaxis]  # one channel: nuclei empty, as in :meth:`segment`
+        return _WholeImageBoxes(self, image, rescale)
+
+
+class _WholeImageBoxes:
+    """Boxes of one image segmented as Cellpose 3 segments the whole image.
+
+    Called with a box (rows, columns), it returns the box's labels. The network
+    runs on the whole image's tiles that cover the box; masks come from its flows
+    at one of three scales (one method each): the image's own (no resizing), the
+    image's after resizing the flows back (``resample``), or the network's,
+    resizing the masks back (steinbock's ``--no-resample``).
+    """
+
+    def __init__(self, segmenter: CellposeSegmenter, image: np.ndarray, rescale):
+        from steinbock_like.segment.cellpose import resize
+        from steinbock_like.segment.cellpose.grid import network_grid
+
+        settings = segmenter.settings
+        self.settings, self.model = settings, segmenter.model
+        self.shape = shape = image.shape[1:]
+        self.resized = rescale != 1.0
+        # Cellpose's own network scale: int(Ly * rescale) with its (float32) rescale
+        self.size = size = (
+            (int(shape[0] * rescale), int(shape[1] * rescale)) if self.resized else shape
+        )
+        if self.resized:
+            _check_resizing(shape, size, settings.resample)
+        self.network_input = resize.ResizedImage(image, size, "opencv") if self.resized else image
+        self.grid = network_grid(size, tile_overlap=settings.tile_overlap)
+        if settings.niter:
+            self.niter = settings.niter
+        else:
+            self.niter = 1 / rescale * 200 if settings.resample else 200  # as Cellpose's eval
+        # masks larger than this fraction of the image at the dynamics' scale are dropped
+        at_network_scale = self.resized and not settings.resample
+        self.dynamics_area = size[0] * size[1] if at_network_scale else shape[0] * shape[1]
+        self.empty = not np.any(image[0])  # as :meth:`segment` skips an empty whole image
+
+    def __call__(self, box: tuple[slice, slice]) -> np.ndarray:
+        from cellpose import utils
+
+        rows, cols = box[0].indices(self.shape[0])[:2], box[1].indices(self.shape[1])[:2]
+        if self.empty:
+            return np.zeros((rows[1] - rows[0], cols[1] - cols[0]), dtype=np.uint32)
+        if not self.resized:
+            labels = self._masks(self._network(*rows, *cols))
+        elif self.settings.resample:
+            labels = self._resampled(rows, cols)
+        else:
+            labels = self._at_network_scale(rows, cols)
+        # Cellpose fills holes and drops small objects at the image's scale
+        return np.asarray(utils.fill_holes_and_remove_small_masks(labels, self.settings.min_size))
+
+    def _network(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        from cellpose import core
+
+        from steinbock_like.segment.cellpose.grid import network_output
+
+        net = self.model.net
+        return network_output(
+            self.network_input,
+            (slice(y0, y1), slice(x0, x1)),
+            lambda tiles: core._forward(net, tiles)[0],
+            grid=self.grid,
+            batch_size=self.settings.batch_size,
+            channels=2,
+        )
+
+    def _masks(self, output: np.ndarray) -> np.ndarray:
+        from cellpose import dynamics
+
+        settings = self.settings
+        return dynamics.compute_masks(
+            output[:2],
+            output[2],
+            niter=self.niter,
+            cellprob_threshold=settings.cellprob_threshold,
+            flow_threshold=settings.flow_threshold,
+            interp=True,
+            # of the whole image's area, as in a whole-image run
+            max_size_fraction=settings.max_size_fraction * self.dynamics_area / output[2].size,
+            device=self.model.device,
+        )
+
+    def _resampled(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """Flows resized back to the image (linear), masks at its scale."""
+        from steinbock_like.segment.cellpose import resize
+
+        size, shape = self.size, self.shape
+        y0, y1, x0, x1 = resize.source_window(size, shape, rows, cols, method="ipp")
+        small = self._network(y0, y1, x0, x1)
+        output = resize.resize_window(
+            lambda a, b, c, d: small[:, a - y0 : b - y0, c - x0 : d - x0],
+            size,
+            shape,
+            rows,
+            cols,
+            method="ipp",
+        )
+        small = None  # freed before the dynamics, which need memory of their own
+        return self._masks(output)
+
+    def _at_network_scale(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """Masks at the network's scale, resized back to the image (nearest)."""
         import fastremap
-        from cellpose import core, dynamics, utils
 
         from steinbock_like.segment.cellpose import resize
-        from steinbock_like.segment.cellpose.grid import network_grid, network_output
 
-        height, width = image.shape[1:]
-        shape = (height, width)
-        resized = rescale != 1.0
-        # Cellpose's own network scale: int(Ly * rescale) with its (float32) rescale
-        size = (int(height * rescale), int(width * rescale)) if resized else shape
-        if resized:
-            _check_resizing(shape, size, settings.resample)
-        network_input = resize.ResizedImage(image, size, "opencv") if resized else image
-        grid = network_grid(size, tile_overlap=settings.tile_overlap)
-        net = self.model.net
-        if settings.niter:
-            niter = settings.niter
-        else:
-            niter = 1 / rescale * 200 if settings.resample else 200  # as Cellpose's eval
-        # masks larger than this fraction of the image at the dynamics' scale are dropped
-        dynamics_area = size[0] * size[1] if resized and not settings.resample else height * width
-        empty = not np.any(image[0])  # as :meth:`segment` skips an empty whole image
-
-        def network(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-            return network_output(
-                network_input,
-                (slice(y0, y1), slice(x0, x1)),
-                lambda tiles: core._forward(net, tiles)[0],
-                grid=grid,
-                batch_size=settings.batch_size,
-                channels=2,
-            )
-
-        def masks(output: np.ndarray) -> np.ndarray:
-            return dynamics.compute_masks(
-                output[:2],
-                output[2],
-                niter=niter,
-                cellprob_threshold=settings.cellprob_threshold,
-                flow_threshold=settings.flow_threshold,
-                interp=True,
-                # of the whole image's area, as in a whole-image run
-                max_size_fraction=settings.max_size_fraction * dynamics_area / output[2].size,
-                device=self.model.device,
-            )
-
-        def segment_box(box: tuple[slice, slice]) -> np.ndarray:
-            rows, cols = box[0].indices(height)[:2], box[1].indices(width)[:2]
-            if empty:
-                return np.zeros((rows[1] - rows[0], cols[1] - cols[0]), dtype=np.uint32)
-            if not resized:
-                labels = masks(network(*rows, *cols))
-            elif settings.resample:
-                # flows resized back to the image (linear), masks at its scale
-                y0, y1, x0, x1 = resize.source_window(size, shape, rows, cols, method="ipp")
-                small = network(y0, y1, x0, x1)
-                output = resize.resize_window(
-                    lambda a, b, c, d: small[:, a - y0 : b - y0, c - x0 : d - x0],
-                    size,
-                    shape,
-                    rows,
-                    cols,
-                    method="ipp",
-                )
-                del small
-                labels = masks(output)
-            else:
-                # masks at the network's scale, resized back to the image (nearest)
-                # over the network-scale pixels from the box's first to the next box's
-                # (to the edge for the last box: pixels no original one takes part too)
-                taps_y = resize.nearest_taps(size[0], height, rows[0], rows[1] + 1)
-                taps_x = resize.nearest_taps(size[1], width, cols[0], cols[1] + 1)
-                y0, x0 = int(taps_y[0]), int(taps_x[0])
-                y1 = max(int(taps_y[-1]) if rows[1] < height else size[0], taps_y[-2] + 1)
-                x1 = max(int(taps_x[-1]) if cols[1] < width else size[1], taps_x[-2] + 1)
-                small = masks(network(y0, int(y1), x0, int(x1)))
-                labels = small[np.ix_(taps_y[:-1] - y0, taps_x[:-1] - x0)]
-                # numbered 1..n again: Cellpose's removal of small objects below takes
-                # the n-th count for object n (on the whole image, it drops other
-                # objects than the small ones where an object vanished in resizing)
-                labels = fastremap.renumber(labels)[0].astype(labels.dtype, copy=False)
-            # Cellpose fills holes and drops small objects at the image's scale
-            return np.asarray(utils.fill_holes_and_remove_small_masks(labels, settings.min_size))
-
-        return segment_box
+        (height, width), size = self.shape, self.size
+        # over the network-scale pixels from the box's first to the next box's (to
+        # the edge for the last box: pixels no original one takes part too)
+        taps_y = resize.nearest_taps(size[0], height, rows[0], rows[1] + 1)
+        taps_x = resize.nearest_taps(size[1], width, cols[0], cols[1] + 1)
+        y0, x0 = int(taps_y[0]), int(taps_x[0])
+        y1 = max(int(taps_y[-1]) if rows[1] < height else size[0], taps_y[-2] + 1)
+        x1 = max(int(taps_x[-1]) if cols[1] < width else size[1], taps_x[-2] + 1)
+        small = self._masks(self._network(y0, int(y1), x0, int(x1)))
+        labels = small[np.ix_(taps_y[:-1] - y0, taps_x[:-1] - x0)]
+        # numbered 1..n again: Cellpose's removal of small objects takes the n-th
+        # count for object n (on the whole image, it drops other objects than the
+        # small ones where an object vanished in resizing)
+        return fastremap.renumber(labels)[0].astype(labels.dtype, copy=False)
 
 
 def _check_resizing(shape: tuple[int, int], size: tuple[int, int], resample: bool) -> None:

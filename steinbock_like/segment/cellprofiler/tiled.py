@@ -284,8 +284,9 @@ def run_steps_tiled(
 
     Parameters
     ----------
-    probabilities : ndarray, shape (Y, X, C)
-        Pixel-classification probabilities (uint16 YXC).
+    probabilities : ndarray, shape (Y, X, C), or regions
+        Pixel-classification probabilities (uint16 YXC), or regions of them (see
+        :func:`segment_objects_tiled`).
     steps : sequence of steps
         A pipeline without :func:`tiling_blockers`.
     **options
@@ -325,8 +326,11 @@ def segment_objects_tiled(
 
     Parameters
     ----------
-    probabilities : ndarray, shape (Y, X, C)
-        Pixel-classification probabilities (uint16 YXC).
+    probabilities : ndarray, shape (Y, X, C), or regions
+        Pixel-classification probabilities (uint16 YXC), or an object handing out
+        ``read(rows, cols)`` regions of them with ``shape`` (Y, X) (e.g.
+        :func:`steinbock_like.io.probabilities.spool_probabilities`), so that the
+        image is never held whole.
     steps : sequence of steps
         A pipeline without :func:`tiling_blockers`.
     names : sequence of str
@@ -354,9 +358,12 @@ def segment_objects_tiled(
     blockers = tiling_blockers(steps)
     if blockers:
         raise ValueError(f"pipeline cannot be tiled: {'; '.join(blockers)}")
-    if probabilities.ndim != 3:
-        raise ValueError(f"probabilities must be YXC, got shape {probabilities.shape}")
-    source = slide_tiles.ArrayRegions(probabilities)
+    if isinstance(probabilities, np.ndarray):
+        if probabilities.ndim != 3:
+            raise ValueError(f"probabilities must be YXC, got shape {probabilities.shape}")
+        source = slide_tiles.ArrayRegions(probabilities)
+    else:
+        source = probabilities
     shape = source.shape
     thresholds = pipeline_thresholds(source, steps)
     runner = TileRunner(tuple(steps), shape, thresholds, tuple(names))
