@@ -266,6 +266,16 @@ def test_native_on_empty_probabilities_gives_empty_mask():
     assert mask.shape == (20, 25) and mask.max() == 0
 
 
+def test_saved_masks_beyond_65535_objects_keep_every_object_in_32_bits():
+    labels = np.array([[0, 1, 65535], [65536, 70000, 2]], np.int32)
+    mask = native.as_mask(labels)
+    assert mask.dtype == np.uint32 and np.array_equal(mask, labels)
+    small = native.as_mask(np.array([[0, 65535]], np.int32))
+    assert small.dtype == np.uint16 and small.tolist() == [[0, 65535]]
+    with pytest.raises(SteinbockLikeError, match="saves no object mask"):
+        native.as_mask(None)
+
+
 def test_native_threshold_is_li_with_cellprofiler_tolerance():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(0.2, 0.05, 500), rng.normal(0.7, 0.05, 500)])

@@ -613,12 +613,16 @@ class Namespace:
 
 
 def as_mask(saved: np.ndarray | None) -> np.ndarray:
-    """The saved label image as a uint16 mask; an error if there is none or it overflows."""
+    """The saved label image as a mask; an error if the pipeline saves none.
+
+    uint16 as the pipeline's 16-bit SaveImages writes it, or uint32 where an object ID
+    exceeds 65535 (a whole slide): 16 bits would lose those objects, and the mask
+    writer warns that it writes uint32.
+    """
     if saved is None:
         raise SteinbockLikeError("the pipeline saves no object mask (SaveImages of a label image)")
-    if int(saved.max(initial=0)) > np.iinfo(np.uint16).max:
-        raise SteinbockLikeError("more than 65535 objects: cannot save a 16-bit mask")
-    return saved.astype(np.uint16)
+    fits = int(saved.max(initial=0)) <= np.iinfo(np.uint16).max
+    return saved.astype(np.uint16 if fits else np.uint32)
 
 
 def execute_steps(
