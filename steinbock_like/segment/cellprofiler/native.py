@@ -622,7 +622,7 @@ def as_mask(saved: np.ndarray | None) -> np.ndarray:
     if saved is None:
         raise SteinbockLikeError("the pipeline saves no object mask (SaveImages of a label image)")
     fits = int(saved.max(initial=0)) <= np.iinfo(np.uint16).max
-    return saved.astype(np.uint16 if fits else np.uint32)
+    return saved.astype(np.uint16 if fits else np.uint32, copy=False)
 
 
 def execute_steps(
