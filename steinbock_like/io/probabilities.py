@@ -7,15 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
-from steinbock_like.errors import InputError, describe_error
+from steinbock_like.errors import InputError
 from steinbock_like.io.tiff import (
     MappedTiff,
+    open_tiff,
     read_tiff,
     tiff_dtype,
     tiff_shape,
-    tifffile_errors,
     write_tiff,
 )
 
@@ -56,19 +55,12 @@ def iter_probability_bands(path: str | Path, min_rows: int) -> Iterator[tuple[in
 
     height, width, _ = probabilities_shape(path)
     streamed = False
-    try:
-        with tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-            pages = tif.series[0].pages
-            page = pages[0] if len(pages) == 1 else None
-            if page is not None and page.shape[:2] == (height, width) and page.planarconfig == 1:
-                yield from page_bands(page, height, width, min_rows, errors, samples=True)
-                streamed = True
-    except InputError:
-        raise
-    except Exception as error:  # tifffile raises many types for broken files
-        raise InputError(path, f"unreadable or truncated TIFF ({describe_error(error)})") from error
-    if errors:
-        raise InputError(path, f"unreadable or truncated TIFF ({errors[0]})")
+    with open_tiff(path) as tif:  # a broken file: one InputError, also midway
+        pages = tif.series[0].pages
+        page = pages[0] if len(pages) == 1 else None
+        if page is not None and page.shape[:2] == (height, width) and page.planarconfig == 1:
+            yield from page_bands(page, height, width, min_rows, [], samples=True)
+            streamed = True
     if not streamed:  # classes stored as pages or planes: no bands to decode
         whole = read_probabilities(path)
         for start in range(0, height, min_rows):
