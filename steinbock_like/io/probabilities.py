@@ -49,7 +49,8 @@ def iter_probability_bands(path: str | Path, min_rows: int) -> Iterator[tuple[in
     Bands are uint16 (rows, X, C) of at least ``min_rows`` rows (the last may hold
     fewer), decoded a strip or row of tiles at a time from a file that stores the
     classes as samples of one page (as ilastik and :func:`write_probabilities` do);
-    a file stored otherwise is read whole once.
+    a file stored otherwise is read whole once, and a file of one compressed strip
+    (ilastik's export of a small image) is decoded whole, as it must be.
     """
     from steinbock_like.io.blocks import page_bands
 
@@ -88,8 +89,9 @@ def spool_probabilities(path: str | Path, directory=None):
 
     Returns a :class:`~steinbock_like.io.scratch.ScratchImage` (uint16, one channel
     per class) whose ``read(rows, cols)`` gives (rows, cols, C) regions equal to those
-    of :func:`read_probabilities`, while the process never holds more than a band of
-    the image (about 16 Mi pixels). Close it (or use it as a context manager).
+    of :func:`read_probabilities`, while the process holds one band of the image at a
+    time (about 16 Mi pixels, or a strip where strips are larger; see
+    :func:`iter_probability_bands`). Close it (or use it as a context manager).
     """
     from steinbock_like.io.scratch import BAND_PIXELS, ScratchImage
 
