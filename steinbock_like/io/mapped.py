@@ -1,10 +1,13 @@
-"""Image channels as read-only memory maps, where the file allows it.
+"""Image channels and regions as read-only memory maps, where the file allows it.
 
 steinbock writes images as uncompressed TIFF pages, one per channel. When every
 page of a CYX image is stored in one contiguous piece, without compression, with
 values that float32 holds exactly, a channel can be used in place through a memory
 map: no read into a new array, no conversion, and the pages are in the page cache
 after the first use. Everything else is read by :mod:`steinbock_like.io.blocks`.
+
+Regions (tiles) of an uncompressed image stored in one piece, such as an
+uncompressed probability image, are read the same way (:func:`map_regions`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from steinbock_like.io.tiff import check_finite
+from steinbock_like.io.tiff import check_finite, kept_shape
 
 #: Value types that read as float32 without rounding (steinbock reads images as float32).
 EXACT_IN_FLOAT32 = ("float32", "uint8", "int8", "uint16", "int16")
@@ -119,3 +122,65 @@ def _checked(path, shape, dtype, offsets, size, max_channel_bytes) -> MappedChan
     if nbytes > max_channel_bytes or any(o + nbytes > size for o in offsets):
         return None
     return MappedChannels(path, shape, dtype, offsets)
+
+
+class MappedRegions:
+    """Regions of a TIFF whose pixels are one uncompressed, contiguous piece.
+
+    Use :func:`map_regions` to get one (or None where the file is not suitable).
+    ``read(rows, cols)`` maps the file for that one read and copies the region, so
+    that neither the image nor the pages read accumulate in the process's memory.
+
+    Attributes
+    ----------
+    shape : (int, int)
+        (Y, X) of the image.
+    full_shape : tuple of int
+        The image's shape, singleton axes dropped as the TIFF readers drop them.
+    """
+
+    def __init__(self, path: Path, offset: int, dtype: np.dtype, full_shape: tuple[int, ...]):
+        self.path, self.offset, self.dtype = path, offset, dtype
+        self.full_shape = full_shape
+        self.shape = full_shape[:2]
+
+    def __enter__(self) -> MappedRegions:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release: every read maps and unmaps the file itself."""
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        """A copy of the region (rows, cols, ...) in native byte order."""
+        mapped = np.memmap(
+            self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.full_shape
+        )
+        region = np.array(mapped[rows, cols], dtype=self.dtype.newbyteorder("="))
+        del mapped
+        return region
+
+
+def map_regions(path: str | Path) -> MappedRegions | None:
+    """A TIFF's first series as :class:`MappedRegions`, or None where it cannot be.
+
+    None unless the pixels are one uncompressed, contiguous piece that the file holds
+    whole. Never raises for an unusual or damaged file: the ordinary readers report
+    those.
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            offset = series.dataoffset
+            if offset is None or series.keyframe.compression != 1 or series.dtype is None:
+                return None
+            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+            shape = kept_shape(series.shape, series.axes)
+        if offset + int(np.prod(shape)) * dtype.itemsize > path.stat().st_size:
+            return None  # cut short
+    except Exception:
+        return None
+    return MappedRegions(path, int(offset), dtype, shape)

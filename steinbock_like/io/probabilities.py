@@ -9,14 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from steinbock_like.errors import InputError
-from steinbock_like.io.tiff import (
-    MappedTiff,
-    open_tiff,
-    read_tiff,
-    tiff_dtype,
-    tiff_shape,
-    write_tiff,
-)
+from steinbock_like.io.tiff import open_tiff, read_tiff, tiff_dtype, tiff_shape, write_tiff
 
 PROBABILITY_SCALE = 65535
 
@@ -74,11 +67,13 @@ def probability_regions(path: str | Path):
     Returns an object with ``shape`` (Y, X), ``read(rows, cols)`` giving (rows, cols,
     C) uint16 regions equal to those of :func:`read_probabilities`, and ``close()``
     (also a context manager): the file itself, memory-mapped, where its pixels are
-    stored uncompressed in one run (:class:`~steinbock_like.io.tiff.MappedTiff`),
+    stored uncompressed in one piece (:class:`~steinbock_like.io.mapped.MappedRegions`),
     otherwise a scratch copy (:func:`spool_probabilities`).
     """
+    from steinbock_like.io.mapped import map_regions
+
     shape = probabilities_shape(path)  # with the checks of read_probabilities
-    mapped = MappedTiff.open(path)
+    mapped = map_regions(path)
     if mapped is not None and mapped.full_shape == shape:
         return mapped
     return spool_probabilities(path)

@@ -48,10 +48,10 @@ def tiff_shape(path: str | Path) -> tuple[int, ...]:
     """Return the array shape of a TIFF without reading its pixels."""
     with open_tiff(path) as tif:
         series = tif.series[0]
-        return _kept_shape(series.shape, series.axes)
+        return kept_shape(series.shape, series.axes)
 
 
-def _kept_shape(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
+def kept_shape(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
     """``shape`` without the singleton axes that :func:`read_tiff` drops."""
     return tuple(n for n, axis in zip(shape, axes, strict=True) if n > 1 or axis in "YXS")
 
@@ -136,61 +136,4 @@ def tifffile_errors() -> Iterator[list[str]]:
 def _drop_singleton_axes(array: np.ndarray, axes: str) -> np.ndarray:
     # OME-TIFF series come as TCZYX or similar; steinbock data is CYX/YX(S), so
     # drop singleton T/Z/C axes but keep Y, X and samples even if they are 1 long.
-    return array.reshape(_kept_shape(array.shape, axes))
-
-
-class MappedTiff:
-    """Regions of a TIFF whose pixels are stored uncompressed, in one contiguous run.
-
-    ``read(rows, cols)`` maps the file for that one read and copies the region, so
-    that neither the image nor the pages read accumulate in the process's memory.
-    Open with :meth:`open`, which says None for files stored otherwise.
-
-    Attributes
-    ----------
-    shape : (int, int)
-        (Y, X) of the image.
-    full_shape : tuple of int
-        The image's shape, singleton axes dropped as :func:`read_tiff` drops them.
-    """
-
-    def __init__(self, path: Path, offset: int, dtype: np.dtype, full_shape: tuple[int, ...]):
-        self.path, self.offset, self.dtype = path, offset, dtype
-        self.full_shape = full_shape
-        self.shape = full_shape[:2]
-
-    @classmethod
-    def open(cls, path: str | Path) -> "MappedTiff | None":
-        """The mapped image, or None where its pixels are compressed or scattered."""
-        path = Path(path)
-        with open_tiff(path) as tif:
-            series = tif.series[0]
-            offset, axes = series.dataoffset, series.axes
-            if offset is None or not tif.filehandle.is_file:
-                return None
-            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-            shape = _kept_shape(series.shape, axes)
-        return cls(path, offset, dtype, shape)
-
-    def __enter__(self) -> "MappedTiff":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release: every read maps and unmaps the file itself."""
-
-    def read(self, rows: slice, cols: slice) -> np.ndarray:
-        """A copy of the region (rows, cols, ...) in native byte order."""
-        try:
-            mapped = np.memmap(
-                self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.full_shape
-            )
-        except (OSError, ValueError) as error:  # e.g. the file was cut short since
-            raise InputError(
-                self.path, f"unreadable TIFF pixels ({describe_error(error)})"
-            ) from error
-        region = np.array(mapped[rows, cols], dtype=self.dtype.newbyteorder("="))
-        del mapped
-        return region
+    return array.reshape(kept_shape(array.shape, axes))
