@@ -311,6 +311,32 @@ def test_channel_iteration_reads_requested_pages_and_reports_truncation(tmp_path
         list(iter_image_channels(tmp_path / "cut.tiff"))
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_channel_bands_of_one_strip_pages_are_read_a_band_at_a_time(tmp_path, dtype):
+    from steinbock_like.io.blocks import ChannelBands
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 60000, (3, 90, 70)).astype(dtype)
+    # uncompressed, one strip per page (as ImageJ writes): decoding would read a page whole
+    tifffile.imwrite(tmp_path / "a.tiff", image, photometric="minisblack", rowsperstrip=90)
+    with tifffile.TiffFile(tmp_path / "a.tiff") as tif:
+        assert len(tif.pages[0].dataoffsets) == 1
+    with ChannelBands(tmp_path / "a.tiff") as reader:
+        bands = list(reader.bands(2, min_rows=20))
+    assert [start for start, _ in bands] == [0, 20, 40, 60, 80]
+    assert all(band.dtype == np.float32 for _, band in bands)
+    assert np.array_equal(np.concatenate([band for _, band in bands]), image[2])
+    if dtype == np.float32:  # a NaN is still named, in the band that holds it
+        image[1, 55, 3] = np.nan
+        tifffile.imwrite(tmp_path / "a.tiff", image, photometric="minisblack", rowsperstrip=90)
+        with ChannelBands(tmp_path / "a.tiff") as reader:
+            read = reader.bands(1, min_rows=20)
+            assert [start for start, _ in [next(read), next(read)]] == [0, 20]
+            with pytest.raises(InputError, match="non-finite pixel values") as info:
+                next(read)
+        assert str(info.value).startswith(str(tmp_path / "a.tiff"))
+
+
 # -- neighbour tables -----------------------------------------------------------------------------
 def test_neighbors_written_with_steinbock_columns_only_and_read_back(tmp_path):
     from steinbock_like.io.tables import read_neighbors, write_neighbors

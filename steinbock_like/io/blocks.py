@@ -2,8 +2,11 @@
 
 An image's channel (one TIFF page per channel, as steinbock writes images) is
 decoded strip by strip or tile row by tile row; the bands handed out hold at
-least ``min_rows`` rows (the last one may hold fewer). Images whose channels are
-not pages (e.g. interleaved samples) are read whole once, as a fallback.
+least ``min_rows`` rows (the last one may hold fewer). Uncompressed channels stored
+in one piece each are read through a memory map instead, exactly ``min_rows`` rows
+at a time (a page written as one strip, as ImageJ writes them, would otherwise be
+read whole). Images whose channels are not pages (e.g. interleaved samples) are
+read whole once, as a fallback.
 """
 
 from collections.abc import Iterator
@@ -74,9 +77,14 @@ class ChannelBands:
         self._tif = None
         self._pages = None
         self._image = None
+        self._mapped = None
 
     def __enter__(self) -> "ChannelBands":
+        from steinbock_like.io.mapped import map_channels
+
         num_channels, height, width = self.shape
+        # any channel size: only a band at a time is mapped and copied
+        self._mapped = map_channels(self.path, max_channel_bytes=1 << 62)
         try:
             with tifffile_errors() as errors:
                 self._tif = tifffile.TiffFile(self.path)
@@ -101,7 +109,7 @@ class ChannelBands:
     def close(self) -> None:
         if self._tif is not None:
             self._tif.close()
-        self._tif = self._pages = self._image = None
+        self._tif = self._pages = self._image = self._mapped = None
 
     def bands(self, index: int, *, min_rows: int | None = None):
         """Yield ``(first_row, float32 band)`` pairs of channel ``index``, top to bottom."""
@@ -111,6 +119,11 @@ class ChannelBands:
                 self.path, f"channel {index} requested but the image has {num_channels}"
             )
         min_rows = band_rows(width) if min_rows is None else max(1, int(min_rows))
+        if self._mapped is not None and self._mapped.shape == self.shape:
+            for start in range(0, height, min_rows):
+                band = self._mapped.channel(index, check=False)[start : start + min_rows]
+                yield start, check_finite(band.astype(np.float32), self.path)
+            return
         if self._pages is None:  # channels are not pages: read the image whole, once
             if self._image is None:
                 self._image = read_image(self.path)
