@@ -84,7 +84,10 @@ class ChannelBands:
 
         num_channels, height, width = self.shape
         # any channel size: only a band at a time is mapped and copied
-        self._mapped = map_channels(self.path, max_channel_bytes=1 << 62)
+        mapped = map_channels(self.path, max_channel_bytes=1 << 62)
+        if mapped is not None and mapped.shape == self.shape:
+            self._mapped = mapped
+            return self  # no pages to decode
         try:
             with tifffile_errors() as errors:
                 self._tif = tifffile.TiffFile(self.path)
@@ -119,7 +122,7 @@ class ChannelBands:
                 self.path, f"channel {index} requested but the image has {num_channels}"
             )
         min_rows = band_rows(width) if min_rows is None else max(1, int(min_rows))
-        if self._mapped is not None and self._mapped.shape == self.shape:
+        if self._mapped is not None:
             for start in range(0, height, min_rows):
                 band = self._mapped.channel(index, check=False)[start : start + min_rows]
                 yield start, check_finite(band.astype(np.float32), self.path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from steinbock_like.errors import InputError
-from steinbock_like.io.tiff import open_tiff, read_tiff, tiff_dtype, tiff_shape, write_tiff
+from steinbock_like.io.tiff import kept_shape, open_tiff, read_tiff, write_tiff
 
 PROBABILITY_SCALE = 65535
 
@@ -24,8 +24,15 @@ def read_probabilities(path: str | Path) -> np.ndarray:
 def probabilities_shape(path: str | Path) -> tuple[int, int, int]:
     """(Y, X, C) of a probability image, checked as :func:`read_probabilities` checks it,
     without reading its pixels."""
-    shape = tiff_shape(path)
-    _check_probabilities(path, shape, tiff_dtype(path))
+    with open_tiff(path) as tif:
+        return _checked_shape(path, tif)
+
+
+def _checked_shape(path, tif) -> tuple[int, int, int]:
+    """(Y, X, C) of an open probability TIFF, checked as :func:`read_probabilities` checks."""
+    series = tif.series[0]
+    shape = kept_shape(series.shape, series.axes)
+    _check_probabilities(path, shape, series.dtype)
     return shape
 
 
@@ -47,9 +54,9 @@ def iter_probability_bands(path: str | Path, min_rows: int) -> Iterator[tuple[in
     """
     from steinbock_like.io.blocks import page_bands
 
-    height, width, _ = probabilities_shape(path)
     streamed = False
     with open_tiff(path) as tif:  # a broken file: one InputError, also midway
+        height, width, _ = _checked_shape(path, tif)
         pages = tif.series[0].pages
         page = pages[0] if len(pages) == 1 else None
         if page is not None and page.shape[:2] == (height, width) and page.planarconfig == 1:
